@@ -107,6 +107,7 @@ done
 
 # --- environment for the run and test scripts --------------------------------------
 cat > "$home/env.sh" <<EOF
+export SPATIALID_DEFAULT_MODEL="$home/models/llava-tiny-random"
 export SPATIALID_HOME="$home"
 export SPATIALID_PYTHON="$python"
 export SPATIALID_ASSETS="$assets"
