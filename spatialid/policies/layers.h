@@ -1,0 +1,86 @@
+// Layer selection policies: which hidden states an extractor keeps.
+//
+// Hidden-state index i follows transformers' `output_hidden_states`: 0 is the
+// embedding output as fed to the first decoder layer, i the output of
+// decoder layer i, and the last index the final norm's output (see
+// spatialid/families/family.h). A selector turns the model's number of hidden
+// states into the sorted list of indices to keep; the extractor stops each
+// forward after the largest one.
+//
+//   layers::All{}                 every hidden state (the default)
+//   layers::Reference{.last = 32} 0..last, the reference's per-model ranges
+//                                 (extract/registry.h knows them per alias)
+//   layers::Explicit{{8, 12, 16}} a given list
+#pragma once
+
+#include <algorithm>
+#include <concepts>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace spatialid::policy {
+
+// A LayerSelector maps the model's number of hidden states (num_layers + 1)
+// to the ascending indices to keep, or an error naming what does not fit.
+template <class T>
+concept LayerSelector = requires(const T& selector, int num_hidden_states) {
+  { selector.Select(num_hidden_states) } -> std::same_as<absl::StatusOr<std::vector<int>>>;
+  { T::kName } -> std::convertible_to<const char*>;
+};
+
+namespace layers {
+
+struct All {
+  static constexpr const char* kName = "all";
+  absl::StatusOr<std::vector<int>> Select(int num_hidden_states) const {
+    std::vector<int> out(num_hidden_states);
+    for (int i = 0; i < num_hidden_states; ++i) out[i] = i;
+    return out;
+  }
+};
+
+// 0..last inclusive. The reference truncates some models (llama-11b keeps 33
+// of 41 states, gemma-4b 30 of 35); last < 0 means every state.
+struct Reference {
+  static constexpr const char* kName = "reference";
+  int last = -1;
+  absl::StatusOr<std::vector<int>> Select(int num_hidden_states) const {
+    if (last >= num_hidden_states) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "layer preset keeps hidden states 0..", last, " but the model has only ",
+          num_hidden_states, " (0..", num_hidden_states - 1, "); is this the right checkpoint?"));
+    }
+    const int n = last < 0 ? num_hidden_states : last + 1;
+    std::vector<int> out(n);
+    for (int i = 0; i < n; ++i) out[i] = i;
+    return out;
+  }
+};
+
+struct Explicit {
+  static constexpr const char* kName = "explicit";
+  std::vector<int> indices;
+  absl::StatusOr<std::vector<int>> Select(int num_hidden_states) const {
+    if (indices.empty()) return absl::InvalidArgumentError("explicit layer list is empty");
+    std::vector<int> out;
+    for (int i : indices) {
+      // Negative indices count from the end, as Python's hidden_states[-1].
+      const int idx = i < 0 ? num_hidden_states + i : i;
+      if (idx < 0 || idx >= num_hidden_states) {
+        return absl::InvalidArgumentError(absl::StrCat("layer ", i, " is outside 0..",
+                                                       num_hidden_states - 1));
+      }
+      out.push_back(idx);
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+  }
+};
+
+}  // namespace layers
+}  // namespace spatialid::policy

@@ -1,0 +1,80 @@
+// Pooling policies: which prompt positions stand for a target word, and how
+// their hidden-state rows become one vector.
+//
+// The reference tokenizes " " + word, keeps the LAST sub-token, and uses the
+// FIRST position in the whole prompt holding that token (REFERENCE.md 2):
+// `pooling::LastSubtoken`, the default. `pooling::MeanOfSubtokens` averages
+// the rows of the word's full sub-token sequence at its first occurrence.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/mean.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace spatialid::policy {
+
+// A Pooler picks positions for a word given the prompt's ids and the word's
+// sub-token ids (of " " + word, no special tokens), and reduces rows shaped
+// [..., positions, hidden] to [..., hidden].
+template <class T>
+concept Pooler = requires(const T& pooler, std::span<const int32_t> prompt_ids,
+                          std::span<const int32_t> word_ids, const at::Tensor& rows) {
+  { pooler.Positions(prompt_ids, word_ids) } -> std::same_as<absl::StatusOr<std::vector<int64_t>>>;
+  { pooler.Pool(rows) } -> std::same_as<at::Tensor>;
+  { T::kName } -> std::convertible_to<const char*>;
+};
+
+namespace pooling {
+
+inline absl::Status WordNotInPrompt(std::span<const int32_t> word_ids) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "target word (token ids ", absl::StrJoin(word_ids, " "),
+      ") does not occur in the prompt; check the prompt text and the target word"));
+}
+
+struct LastSubtoken {
+  static constexpr const char* kName = "last_subtoken";
+  absl::StatusOr<std::vector<int64_t>> Positions(std::span<const int32_t> prompt_ids,
+                                                 std::span<const int32_t> word_ids) const {
+    if (word_ids.empty()) return absl::InvalidArgumentError("target word has no tokens");
+    for (size_t i = 0; i < prompt_ids.size(); ++i) {
+      if (prompt_ids[i] == word_ids.back()) return std::vector<int64_t>{static_cast<int64_t>(i)};
+    }
+    return WordNotInPrompt(word_ids);
+  }
+  at::Tensor Pool(const at::Tensor& rows) const { return rows.select(-2, 0); }
+};
+
+struct MeanOfSubtokens {
+  static constexpr const char* kName = "mean_of_subtokens";
+  absl::StatusOr<std::vector<int64_t>> Positions(std::span<const int32_t> prompt_ids,
+                                                 std::span<const int32_t> word_ids) const {
+    if (word_ids.empty()) return absl::InvalidArgumentError("target word has no tokens");
+    for (size_t i = 0; i + word_ids.size() <= prompt_ids.size(); ++i) {
+      bool match = true;
+      for (size_t j = 0; j < word_ids.size() && match; ++j) match = prompt_ids[i + j] == word_ids[j];
+      if (match) {
+        std::vector<int64_t> out(word_ids.size());
+        for (size_t j = 0; j < word_ids.size(); ++j) out[j] = static_cast<int64_t>(i + j);
+        return out;
+      }
+    }
+    return WordNotInPrompt(word_ids);
+  }
+  // Averages in fp32 so fp16/bf16 models lose nothing to the reduction.
+  at::Tensor Pool(const at::Tensor& rows) const {
+    return rows.to(at::kFloat).mean({-2}).to(rows.scalar_type());
+  }
+};
+
+}  // namespace pooling
+}  // namespace spatialid::policy
