@@ -23,10 +23,8 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -40,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "spatialid/io/json_file.h"
 #include "spatialid/io/safetensors.h"
 
 namespace spatialid::io {
@@ -129,22 +128,16 @@ class Checkpoint {
 
   absl::Status OpenIndex(const std::string& index_path) {
     namespace fs = std::filesystem;
-    std::ifstream in(index_path, std::ios::binary);
-    if (!in) return absl::NotFoundError(absl::StrCat(index_path, ": cannot open"));
-    std::stringstream buf;
-    buf << in.rdbuf();
-    nlohmann::json index;
-    try {
-      index = nlohmann::json::parse(buf.str());
-    } catch (const nlohmann::json::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat(index_path, ": not valid JSON: ", e.what()));
-    }
-    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+    absl::StatusOr<nlohmann::json> parsed = ReadJsonFile(index_path);
+    if (!parsed.ok()) return parsed.status();
+    const nlohmann::json& index = *parsed;
+    if (!index.is_object() || !index.contains("weight_map") || !index.at("weight_map").is_object()) {
       return absl::InvalidArgumentError(
           absl::StrCat(index_path, ": expected an object with a \"weight_map\" object"));
     }
     std::map<std::string, int> shard_of_file;
-    for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
+    const nlohmann::json& weight_map = index.at("weight_map");
+    for (auto it = weight_map.begin(); it != weight_map.end(); ++it) {
       if (!it.value().is_string()) {
         return absl::InvalidArgumentError(
             absl::StrCat(index_path, ": weight_map.", it.key(), ": expected a file name"));
