@@ -19,6 +19,7 @@
 #pragma once
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -127,10 +128,12 @@ inline absl::Status WriteSafetensors(const std::string& path,
   }
 }
 
-// The same for a sorted map of names.
-inline absl::Status WriteSafetensors(const std::string& path,
-                                     const std::map<std::string, at::Tensor>& tensors,
-                                     const std::map<std::string, std::string>& metadata = {}) {
+// The same for any map of names to tensors (std::map, absl::flat_hash_map...).
+template <typename Map>
+  requires std::convertible_to<typename Map::key_type, std::string> &&
+           std::convertible_to<typename Map::mapped_type, at::Tensor>
+absl::Status WriteSafetensors(const std::string& path, const Map& tensors,
+                              const std::map<std::string, std::string>& metadata = {}) {
   return WriteSafetensors(
       path, std::vector<std::pair<std::string, at::Tensor>>(tensors.begin(), tensors.end()),
       metadata);

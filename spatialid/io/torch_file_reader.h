@@ -76,7 +76,7 @@ class Loader {
       return PtValue(*std::move(t));
     }
     if (n->kind != PickleNode::Kind::kDict) {
-      return Error(where, absl::StrCat("is a ", PickleKindName(n->kind),
+      return Error(where, absl::StrCat("has type ", PickleKindName(n->kind),
                                        "; only dicts and tensors are read"));
     }
     if (depth >= options_.max_depth) {
@@ -96,7 +96,9 @@ class Loader {
 
  private:
   absl::Status Error(const std::string& where, absl::string_view what) const {
-    return absl::DataLossError(absl::StrCat(zip_.label(), ": value ", where, " ", what));
+    return absl::DataLossError(absl::StrCat(
+        zip_.label(), ": ", where.empty() ? "the top-level value" : absl::StrCat("value ", where),
+        " ", what));
   }
 
   absl::StatusOr<PtKey> Key(const PickleNode* k, const std::string& where) const {

@@ -261,7 +261,7 @@ class PythonWritesCppReads(unittest.TestCase):
         data = open(src, "rb").read()
         cases = {
             "truncated.pt": (data[: len(data) // 2], "end-of-central-directory"),
-            "list.pt": (None, "is a list"),
+            "list.pt": (None, "has type list"),
             "float_key.pt": (None, "key of type float"),
         }
         torch.save({1: [torch.ones(1)]}, os.path.join(d, "list.pt"))
