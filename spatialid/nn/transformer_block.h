@@ -1,0 +1,51 @@
+// The residual block every encoder and decoder here is made of.
+//
+//   h = attn_norm(x) -> attention -> [attn_out_norm] -> [* attn_scale];  x = x + h
+//   h = mlp_norm(x)  -> mlp       -> [mlp_out_norm]  -> [* mlp_scale];   x = x + h
+//
+// With only the two pre-norms this is LlamaDecoderLayer (input_layernorm,
+// post_attention_layernorm, RMSNorm, gated MLP, RoPE, causal) and
+// CLIPEncoderLayer (layer_norm1, layer_norm2, LayerNorm, fc1/fc2 MLP, no
+// RoPE, no mask). The optional output norms are Gemma 3's sandwich norms
+// (post_attention_layernorm, post_feedforward_layernorm) and the optional
+// scales InternViT's layer scale (lambda_1, lambda_2). Which HF names fill
+// which member is the family's business: it loads the members itself.
+#pragma once
+
+#include <optional>
+
+#include <ATen/TensorOperators.h>
+#include <ATen/core/Tensor.h>
+
+#include "spatialid/nn/attention.h"
+#include "spatialid/nn/rotary.h"
+
+namespace spatialid::nn {
+
+// `Norm`: LayerNorm or RmsNorm<...>; `Mlp`: Mlp or GatedMlp;
+// `Attention`: SelfAttention<...> or anything with the same call.
+template <class Norm, class Mlp, class Attention = SelfAttention<>>
+struct TransformerBlock {
+  Norm attn_norm;
+  Attention attn;
+  std::optional<Norm> attn_out_norm;
+  at::Tensor attn_scale;  // per-channel layer scale, or undefined
+  Norm mlp_norm;
+  Mlp mlp;
+  std::optional<Norm> mlp_out_norm;
+  at::Tensor mlp_scale;
+
+  at::Tensor operator()(const at::Tensor& x, const CosSin* rotary,
+                        const AttentionMask& mask) const {
+    at::Tensor h = attn(attn_norm(x), rotary, mask);
+    if (attn_out_norm) h = (*attn_out_norm)(h);
+    if (attn_scale.defined()) h = h * attn_scale;
+    const at::Tensor y = x + h;
+    h = mlp(mlp_norm(y));
+    if (mlp_out_norm) h = (*mlp_out_norm)(h);
+    if (mlp_scale.defined()) h = h * mlp_scale;
+    return y + h;
+  }
+};
+
+}  // namespace spatialid::nn
