@@ -16,6 +16,8 @@
 //                      "image_features" with --image_features and
 //                      "pixel_values" when the C++ processor made them.
 //   --mode=preprocess  only "pixel_values" of --images.
+//   --mode=config      prints what the family reads from config.json (JSON on
+//                      stdout: layers, sizes, dtype, image tokens); no weights.
 //   --mode=rope        "inv_freq", "cos", "sin" of the RoPE settings in
 //                      --rope (JSON: the HF rope_parameters object plus
 //                      "head_dim", "max_position_embeddings",
@@ -54,7 +56,7 @@
 #include "spatialid/nn/rotary.h"
 #include "spatialid/util/status.h"
 
-ABSL_FLAG(std::string, mode, "forward", "forward, preprocess or rope (see the file comment)");
+ABSL_FLAG(std::string, mode, "forward", "forward, preprocess, config or rope (see the file comment)");
 ABSL_FLAG(std::string, model_dir, "", "LLaVA checkpoint folder (config.json, *.safetensors, ...)");
 ABSL_FLAG(std::string, request, "", "JSON file with input_ids, positions and layers");
 ABSL_FLAG(std::string, pixels, "", "safetensors file holding float32 pixel_values [N,3,H,W]");
@@ -128,10 +130,31 @@ absl::Status RunRope(std::map<std::string, at::Tensor>& out) {
   return absl::OkStatus();
 }
 
+absl::Status PrintConfig(const std::string& model_dir) {
+  using namespace spatialid::families;
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::config::LlavaConfig cfg, ReadLlavaConfig(model_dir));
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::nn::TextDecoderShape text, LlamaDecoderShape(cfg.text_config));
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::nn::ClipVisionShape vision, ClipVisionShapeOf(cfg.vision_config));
+  SPATIALID_ASSIGN_OR_RETURN(at::ScalarType dtype, DtypeFromConfig(cfg.dtype));
+  nlohmann::json j = {
+      {"num_layers", text.num_layers},      {"hidden_size", text.hidden_size},
+      {"intermediate_size", text.intermediate_size}, {"num_heads", text.num_heads},
+      {"num_kv_heads", text.num_kv_heads},  {"head_dim", text.head_dim},
+      {"vocab_size", text.vocab_size},      {"rms_norm_eps", text.rms_norm_eps},
+      {"rope_theta", text.rope.theta},      {"vision_layers", vision.num_layers},
+      {"vision_hidden_size", vision.hidden_size}, {"image_size", vision.image_size},
+      {"patch_size", vision.patch_size},    {"image_tokens", LlavaImageTokens(cfg)},
+      {"image_token_index", cfg.image_token_index}, {"dtype", std::string(c10::toString(dtype))},
+      {"vision_feature_layer", cfg.vision_feature_layer}};
+  std::printf("%s\n", j.dump().c_str());
+  return absl::OkStatus();
+}
+
 absl::Status Run() {
   const std::string mode = absl::GetFlag(FLAGS_mode);
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   const std::string out_path = absl::GetFlag(FLAGS_out);
+  if (mode == "config") return PrintConfig(model_dir);
   if (out_path.empty()) return absl::InvalidArgumentError("--out is required");
   if (absl::GetFlag(FLAGS_threads) > 0) at::set_num_threads(absl::GetFlag(FLAGS_threads));
   std::map<std::string, at::Tensor> out;

@@ -376,6 +376,22 @@ class LlavaOracleTest(unittest.TestCase):
             save_file(renamed, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
             got, _ = self.cli(f"names_{scheme}", model_dir=folder, request=req, pixels=self.px_file)
             self.assertTrue(torch.equal(got["hidden_states"], base["hidden_states"]), scheme)
+        # Sharded like the real downloads (model-0000N-of-0000M + index).
+        folder = os.path.join(self.dir, "ckpt_sharded")
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(self.model_dir, folder)
+        os.remove(os.path.join(folder, "model.safetensors"))
+        names = sorted(weights)
+        shards = [names[: len(names) // 2], names[len(names) // 2:]]
+        weight_map = {}
+        for i, part in enumerate(shards):
+            file = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+            save_file({k: weights[k] for k in part}, os.path.join(folder, file), metadata={"format": "pt"})
+            weight_map.update({k: file for k in part})
+        with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {}, "weight_map": weight_map}, f)
+        got, _ = self.cli("names_sharded", model_dir=folder, request=req, pixels=self.px_file)
+        self.assertTrue(torch.equal(got["hidden_states"], base["hidden_states"]), "sharded")
         # A missing weight is reported by name.
         folder = os.path.join(self.dir, "ckpt_missing")
         shutil.rmtree(folder, ignore_errors=True)
@@ -386,6 +402,47 @@ class LlavaOracleTest(unittest.TestCase):
         with self.assertRaises(AssertionError) as ctx:
             self.cli("missing", model_dir=folder, request=req, pixels=self.px_file)
         self.assertIn("missing (language_model.model.layers.2.mlp.up_proj.weight)", str(ctx.exception))
+
+    def test_real_llava_configs_resolve_like_transformers(self):
+        """config.json as the llava-hf 7b/13b downloads spell it (most text keys omitted)."""
+        from transformers import LlavaConfig
+        text_7b = {"_name_or_path": "lmsys/vicuna-7b-v1.5", "architectures": ["LlamaForCausalLM"],
+                   "max_position_embeddings": 4096, "model_type": "llama", "rms_norm_eps": 1e-05,
+                   "torch_dtype": "float16", "vocab_size": 32064}
+        text_13b = dict(text_7b, hidden_size=5120, intermediate_size=13824, num_attention_heads=40,
+                        num_hidden_layers=40, num_key_value_heads=40)
+        for name, text in (("7b", text_7b), ("13b", text_13b)):
+            cfg = {"architectures": ["LlavaForConditionalGeneration"], "ignore_index": -100,
+                   "image_token_index": 32000, "model_type": "llava", "pad_token_id": 32001,
+                   "projector_hidden_act": "gelu", "text_config": text, "tie_word_embeddings": False,
+                   "torch_dtype": "float16", "transformers_version": "4.36.0.dev0",
+                   "vision_config": {"hidden_size": 1024, "image_size": 336, "intermediate_size": 4096,
+                                     "model_type": "clip_vision_model", "num_attention_heads": 16,
+                                     "num_hidden_layers": 24, "patch_size": 14, "projection_dim": 768,
+                                     "vocab_size": 32000},
+                   "vision_feature_layer": -2, "vision_feature_select_strategy": "default",
+                   "vocab_size": 32064}
+            folder = os.path.join(self.dir, f"real_config_{name}")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, "config.json"), "w") as f:
+                json.dump(cfg, f)
+            proc = oracle_lib.run([CLI, "--mode=config", f"--model_dir={folder}"])
+            ours = json.loads(proc.stdout.strip().splitlines()[-1])
+            hf = LlavaConfig.from_pretrained(folder)
+            t, v = hf.text_config, hf.vision_config
+            expect = {"num_layers": t.num_hidden_layers, "hidden_size": t.hidden_size,
+                      "intermediate_size": t.intermediate_size, "num_heads": t.num_attention_heads,
+                      "num_kv_heads": t.num_key_value_heads, "head_dim": t.head_dim,
+                      "vocab_size": t.vocab_size, "rms_norm_eps": t.rms_norm_eps,
+                      "rope_theta": t.rope_parameters["rope_theta"], "vision_layers": v.num_hidden_layers,
+                      "vision_hidden_size": v.hidden_size, "image_size": v.image_size,
+                      "patch_size": v.patch_size, "image_token_index": hf.image_token_index,
+                      "vision_feature_layer": [hf.vision_feature_layer],
+                      # LlavaProcessor: (336 // 14)**2 + 1 additional token - 1 for "default".
+                      "image_tokens": (336 // 14) ** 2, "dtype": "Half"}
+            self.assertEqual(ours, expect, name)
+            print(f"llava-{name} config: {t.num_hidden_layers} layers x {t.hidden_size}, "
+                  f"{ours['image_tokens']} image tokens, {ours['dtype']}")
 
     def test_bad_inputs_are_errors(self):
         # Image-token count that does not match the images.
