@@ -32,6 +32,27 @@
 // The prompt side stays with the chat-template and tokenizer code: the
 // family only says which string the template writes per image and what the
 // processor turns it into (`ImagePrompt`).
+//
+// Porting a family (llava.h is the worked example):
+//  1. Read config.json with its spatialid/config struct; translate it into
+//     block shapes (nn::TextDecoderShape, attention/MLP shapes, RoPE via
+//     RopeFromConfig) and refuse what the blocks lack, with a message.
+//  2. Build the towers from spatialid/nn blocks, loading every weight by its
+//     HF name through io::StateDictLoader; accept each naming scheme real
+//     downloads use (a prefix chain per scheme) and finish with
+//     loader.Finish() so missing/unexpected/wrong-shape keys are reported.
+//  3. Write the image processor in spatialid/vision, matching the
+//     transformers 5 processor exactly and, via ResizeEngine::kPillow, the
+//     4.x one.
+//  4. Forward: hidden state 0 (embeddings with image features merged), then
+//     the decoder layers inside CollectHiddenStates (hidden_states.h), with
+//     the family's positions/masks; truncate to request.needed_length().
+//  5. End the header with the traits struct and
+//     `static_assert(CheckFamily<YourFamily>());`.
+//  6. Add an oracle test under tests/families: a tiny random-weight model
+//     from transformers with every switch the real checkpoints use, compared
+//     at every hidden state in fp32 and a half dtype, plus the processor's
+//     pixels and the prompt's image-token count.
 #pragma once
 
 #include <concepts>

@@ -12,7 +12,9 @@
 //   index N      the final norm applied to the output of the last layer
 //                (the LM head's input); the un-normed output of layer N is
 //                not a hidden state.
-// Every decoder layer counts, including Mllama's cross-attention layers.
+// Every decoder layer counts, including Mllama's cross-attention layers
+// (with an image; for text-only Mllama prompts transformers >= 4.55 skips
+// them and returns 33 states, older versions 41: REFERENCE.md section 10).
 // Rows are token positions of the model's input sequence, image tokens
 // already expanded, BOS included.
 //
