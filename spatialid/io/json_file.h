@@ -44,6 +44,11 @@ namespace spatialid::io {
 // larger is not a file we mean to read.
 inline constexpr size_t kMaxJsonFileBytes = 256u << 20;
 
+// Deeper nesting than this is refused while parsing: configs are a few
+// levels deep, and nlohmann copies and compares values recursively, so an
+// unbounded depth would let a file exhaust the stack.
+inline constexpr int kMaxJsonDepth = 256;
+
 namespace json_internal {
 
 inline absl::string_view AsAbsl(std::string_view s) { return {s.data(), s.size()}; }
@@ -63,21 +68,66 @@ inline std::pair<size_t, size_t> LineColumn(std::string_view text, size_t pos) {
   return {line, col};
 }
 
+// Renders `j` into `out` up to about `budget` characters, descending at
+// most a few levels (so a hostile, deeply nested value costs no stack).
+inline void AppendPreview(const nlohmann::json& j, int depth, size_t budget, std::string* out) {
+  if (out->size() > budget) return;
+  if (j.is_array() || j.is_object()) {
+    const bool arr = j.is_array();
+    out->push_back(arr ? '[' : '{');
+    if (depth >= 2 && !j.empty()) {
+      out->append("...");
+    } else {
+      bool first = true;
+      for (auto it = j.begin(); it != j.end() && out->size() <= budget; ++it) {
+        if (!first) out->push_back(',');
+        first = false;
+        if (!arr) {
+          out->append(nlohmann::json(it.key()).dump(-1, ' ', true,
+                                                    nlohmann::json::error_handler_t::replace));
+          out->push_back(':');
+        }
+        AppendPreview(*it, depth + 1, budget, out);
+      }
+    }
+    out->push_back(arr ? ']' : '}');
+  } else {
+    out->append(j.dump(-1, ' ', /*ensure_ascii=*/true, nlohmann::json::error_handler_t::replace));
+  }
+}
+
 // A short rendering of a JSON value for error messages.
 inline std::string Preview(const nlohmann::json& j) {
-  std::string s = j.dump(-1, ' ', /*ensure_ascii=*/true,
-                         nlohmann::json::error_handler_t::replace);
+  std::string s;
+  AppendPreview(j, 0, 60, &s);
   if (s.size() > 60) s = s.substr(0, 57) + "...";
   return s;
 }
+
+struct TooDeep {
+  size_t dummy = 0;
+};
 
 }  // namespace json_internal
 
 // Parses `text`; `name` (a file name) prefixes errors, which carry the line
 // and column of the syntax error.
 inline absl::StatusOr<nlohmann::json> ParseJson(std::string_view text, std::string_view name) {
+  nlohmann::json::parser_callback_t limit_depth = [](int depth, nlohmann::json::parse_event_t event,
+                                                     nlohmann::json&) {
+    if ((event == nlohmann::json::parse_event_t::object_start ||
+         event == nlohmann::json::parse_event_t::array_start) &&
+        depth >= kMaxJsonDepth) {
+      throw json_internal::TooDeep{};
+    }
+    return true;
+  };
   try {
-    return nlohmann::json::parse(text.begin(), text.end());
+    return nlohmann::json::parse(text.begin(), text.end(), limit_depth);
+  } catch (const json_internal::TooDeep&) {
+    return absl::InvalidArgumentError(absl::StrCat(json_internal::AsAbsl(name),
+                                                   ": invalid JSON: nested deeper than ",
+                                                   kMaxJsonDepth, " levels"));
   } catch (const nlohmann::json::parse_error& e) {
     // e.byte is 1-based and points one past the offending character.
     const size_t at = e.byte > 0 ? e.byte - 1 : 0;

@@ -42,6 +42,26 @@ TEST(ReadJsonFile, SyntaxErrorsNameFileLineAndColumn) {
   EXPECT_EQ(ReadJsonFile(path + ".absent").status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST(ParseJson, RefusesDeepNesting) {
+  const int n = 200000;
+  absl::StatusOr<nlohmann::json> deep =
+      ParseJson(std::string(n, '[') + std::string(n, ']'), "deep.json");
+  ASSERT_FALSE(deep.ok());
+  EXPECT_NE(deep.status().message().find("nested deeper than 256 levels"), std::string::npos)
+      << deep.status();
+  const int ok_depth = kMaxJsonDepth;
+  EXPECT_TRUE(ParseJson(std::string(ok_depth, '[') + std::string(ok_depth, ']'), "d.json").ok());
+  EXPECT_FALSE(ParseJson(std::string(ok_depth + 1, '{'), "d.json").ok());
+}
+
+TEST(JsonFields, PreviewsOfNestedValuesAreShort) {
+  const nlohmann::json j = nlohmann::json::parse(R"({"k": [[[[[1]]]], {"a": [1, 2, 3]}]})");
+  JsonFields f(j, "c.json");
+  int64_t k = 0;
+  EXPECT_FALSE(f.Get("k", &k));
+  EXPECT_EQ(f.errors()[0], "c.json: k: expected an integer, got [[[...]],{\"a\":[...]}]");
+}
+
 TEST(ParseJson, ReportsLaterLines) {
   absl::StatusOr<nlohmann::json> j = ParseJson("[1,\n2,\n\n  x]", "mem.json");
   ASSERT_FALSE(j.ok());

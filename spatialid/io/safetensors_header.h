@@ -208,7 +208,15 @@ inline absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeader(std::string_view
   std::string duplicate;
   bool has_duplicate = false;
   std::set<std::string, std::less<>> seen;
+  // A valid header nests three levels (root, entry, shape); anything deeper is
+  // refused during parsing, before nlohmann's recursive copies could see it.
+  struct TooDeep {};
   json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
+    if ((event == json::parse_event_t::object_start ||
+         event == json::parse_event_t::array_start) &&
+        depth >= 3) {
+      throw TooDeep{};
+    }
     if (event == json::parse_event_t::key && depth == 1) {
       const std::string& key = parsed.get_ref<const std::string&>();
       if (!seen.insert(key).second && !has_duplicate) {
@@ -222,6 +230,8 @@ inline absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeader(std::string_view
   try {
     root = json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/true,
                        /*ignore_comments=*/false);
+  } catch (const TooDeep&) {
+    return fail("header JSON nests deeper than a safetensors header can");
   } catch (const json::exception& e) {
     return fail("header is not valid JSON: ", e.what());
   }

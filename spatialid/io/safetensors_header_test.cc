@@ -123,6 +123,8 @@ TEST(SafetensorsHeader, RejectsMalformedJson) {
   ExpectError(Build("{\"a\":\"\xff\"}", ""), "not valid JSON");
   ExpectError(Build(std::string("{\"a\0\":1}", 8), ""), "not valid JSON");
   ExpectError(Build(R"({"t":5})", ""), "tensor \"t\": entry is not an object");
+  ExpectError(Build(R"({"t":{"shape":[[1]]}})", ""), "nests deeper");
+  ExpectError(Build(std::string(100000, '[') + std::string(100000, ']'), ""), "nests deeper");
 }
 
 TEST(SafetensorsHeader, RejectsDuplicateTensorNames) {
@@ -139,7 +141,7 @@ TEST(SafetensorsHeader, RejectsBadFieldTypes) {
   ExpectError(Build(OneTensor("F32", "\"1\"", "[0,4]"), d4), "\"shape\"");
   ExpectError(Build(OneTensor("F32", "[-1]", "[0,4]"), d4), "non-negative");
   ExpectError(Build(OneTensor("F32", "[1.5]", "[0,4]"), d4), "non-negative");
-  ExpectError(Build(OneTensor("F32", "[[1]]", "[0,4]"), d4), "non-negative");
+  ExpectError(Build(OneTensor("F32", "[[1]]", "[0,4]"), d4), "nests deeper");
   ExpectError(Build(OneTensor("F32", "[1]", "[0]"), d4), "data_offsets");
   ExpectError(Build(OneTensor("F32", "[1]", "[0,4,8]"), d4), "data_offsets");
   ExpectError(Build(OneTensor("F32", "[1]", "[-4,0]"), d4), "data_offsets");
