@@ -1,6 +1,9 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+
+#include "spatialid/policies/averaging.h"
 #include "spatialid/policies/layers.h"
 #include "spatialid/policies/pooling.h"
 
@@ -59,6 +62,51 @@ TEST(Pooling, MeanOfSubtokensAveragesTheWholeWord) {
   at::Tensor pooled = pooling::MeanOfSubtokens{}.Pool(rows);
   EXPECT_TRUE(at::allclose(pooled, rows.mean({1})));
   EXPECT_TRUE(at::equal(pooling::LastSubtoken{}.Pool(rows), rows.select(1, 0)));
+}
+
+}  // namespace
+}  // namespace spatialid::policy
+
+
+
+namespace spatialid::policy {
+namespace {
+
+// Both averaging policies implement the same recipe; on fp32 inputs they
+// must agree to rounding, and differ from a plain (uncentred) mean.
+TEST(Averaging, StreamingAndReferenceMeansAgree) {
+  at::manual_seed(3);
+  const std::vector<int64_t> layers = {0, 5};
+  averaging::StreamingMean streaming(layers);
+  averaging::ReferenceMean reference(layers);
+  at::Tensor plain_sum = at::zeros({2, 8});
+  int plain_n = 0;
+  for (int ax = 0; ax < 3; ++ax) {
+    for (int bx = 0; bx < 4; ++bx) {
+      if (bx == ax) continue;  // B never on A's cell
+      const extract::CellKey key{bx, 0, 224};
+      at::Tensor v = at::randn({2, 8}) + ax;  // folder offset that centring removes
+      const std::string a = absl::StrCat(ax, "_0");
+      ASSERT_TRUE(streaming.Add(a, "rog", key, v).ok());
+      ASSERT_TRUE(reference.Add(a, "rog", key, v).ok());
+      if (bx == 3) { plain_sum += v; ++plain_n; }
+    }
+  }
+  EXPECT_FALSE(reference.Add("0_0", "rog", {1, 0, 224}, at::zeros({2, 8})).ok());
+  auto s = streaming.Result(at::kFloat);
+  auto r = reference.Result(at::kFloat);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(r.ok());
+  for (int64_t layer : layers) {
+    for (int bx = 0; bx < 4; ++bx) {
+      const io::PtKey k = io::PtKey::Tuple(bx, 0, 224);
+      const at::Tensor a = s->at(layer).at("rog").at(k).tensor();
+      const at::Tensor b = r->at(layer).at("rog").at(k).tensor();
+      EXPECT_TRUE(at::allclose(a, b, 1e-5, 1e-5)) << "layer " << layer << " x " << bx;
+    }
+  }
+  const at::Tensor uncentred = (plain_sum / plain_n)[1];
+  EXPECT_FALSE(at::allclose(s->at(5).at("rog").at(io::PtKey::Tuple(3, 0, 224)).tensor(), uncentred, 1e-3, 1e-3));
 }
 
 }  // namespace

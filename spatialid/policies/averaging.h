@@ -1,0 +1,115 @@
+// Averaging policies: how per-image target vectors of one object pair become
+// its spatial IDs (REFERENCE.md section 4: centre within each A-position
+// folder, then average the centred vectors over the folders holding a key).
+//
+//   averaging::StreamingMean  float32 running sums and counts; keeps no
+//                             image's vector, merges across shards (default)
+//   averaging::ReferenceMean  keeps every vector in the model's dtype and
+//                             computes the recipe literally, stack by stack,
+//                             in that dtype, as the Python scripts do
+//
+// Both give {layer: {token: {(x, y, size): tensor[D]}}}. They agree to the
+// rounding of the model dtype; StreamingMean is what large runs should use.
+// A user policy needs the same three members (see `Averager`).
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/stack.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "spatialid/extract/spatial_id_layout.h"
+#include "spatialid/extract/spatial_id_pair.h"
+#include "spatialid/io/torch_file_dict.h"
+
+namespace spatialid::policy {
+
+// An Averager is built from the kept hidden-state indices, takes each
+// image's [layers, D] block for a token, and returns the pair's IDs.
+template <class T>
+concept Averager = std::constructible_from<T, std::vector<int64_t>> &&
+                   requires(T& a, const T& ca, std::string_view s, const extract::CellKey& key,
+                            const at::Tensor& vectors, at::ScalarType dtype) {
+                     { a.Add(s, s, key, vectors) } -> std::same_as<absl::Status>;
+                     { ca.Result(dtype) } -> std::same_as<absl::StatusOr<io::PtDict>>;
+                     { T::kName } -> std::convertible_to<const char*>;
+                   };
+
+namespace averaging {
+
+struct StreamingMean : extract::PairIdAccumulator {
+  static constexpr const char* kName = "streaming_mean";
+  using extract::PairIdAccumulator::PairIdAccumulator;
+};
+
+class ReferenceMean {
+ public:
+  static constexpr const char* kName = "reference_mean";
+  explicit ReferenceMean(std::vector<int64_t> layers) : layers_(std::move(layers)) {}
+
+  absl::Status Add(std::string_view a_position, std::string_view token,
+                   const extract::CellKey& key, const at::Tensor& vectors) {
+    if (!vectors.defined() || vectors.dim() != 2 ||
+        vectors.size(0) != static_cast<int64_t>(layers_.size())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spatial-ID vectors for ", key.ToString(), " must be [", layers_.size(), ", D]"));
+    }
+    auto& per_key = tokens_[std::string(token)][std::string(a_position)];
+    if (!per_key.emplace(key, vectors.detach().to(at::kCPU)).second) {
+      // Debian's abseil has its own string_view type, hence the copies.
+      return absl::AlreadyExistsError(absl::StrCat(
+          "spatial-ID vector for token '", std::string(token), "' at ", key.ToString(),
+          " in A position '", std::string(a_position), "' was already added"));
+    }
+    if (std::find(order_.begin(), order_.end(), token) == order_.end()) {
+      order_.emplace_back(token);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<io::PtDict> Result(at::ScalarType dtype) const {
+    io::PtDict out;
+    for (int64_t layer : layers_) out[layer];
+    for (const std::string& token : order_) {
+      const auto& folders = tokens_.at(token);
+      std::map<extract::CellKey, std::vector<at::Tensor>> centred;
+      for (const auto& [a, per_key] : folders) {
+        std::vector<at::Tensor> rows;
+        for (const auto& [key, v] : per_key) rows.push_back(v);
+        const at::Tensor stack = at::stack(rows);  // [K, L, D] in the model dtype
+        const at::Tensor mean = stack.mean(0, /*keepdim=*/true);
+        const at::Tensor c = stack - mean;
+        size_t i = 0;
+        for (const auto& [key, v] : per_key) centred[key].push_back(c[static_cast<int64_t>(i++)]);
+      }
+      for (const auto& [key, vs] : centred) {
+        const at::Tensor id = at::stack(vs).mean(0).to(dtype);  // [L, D]
+        for (size_t l = 0; l < layers_.size(); ++l) {
+          out[layers_[l]][token][key.ToPtKey()] = id[static_cast<int64_t>(l)];
+        }
+      }
+    }
+    return out;
+  }
+
+ private:
+  std::vector<int64_t> layers_;
+  std::vector<std::string> order_;
+  std::map<std::string, std::map<std::string, std::map<extract::CellKey, at::Tensor>>> tokens_;
+};
+
+}  // namespace averaging
+
+static_assert(Averager<averaging::StreamingMean>);
+static_assert(Averager<averaging::ReferenceMean>);
+
+}  // namespace spatialid::policy
