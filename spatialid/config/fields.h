@@ -191,6 +191,11 @@ inline void ReadIntOrPair(io::JsonFields& f, std::string_view key, std::vector<i
   }
 }
 
+// Layer lists computed from num_hidden_layers stop here: a hostile count
+// must not make us allocate without bound (validation then reports the
+// mismatch). Real models have at most a few hundred layers.
+inline constexpr int64_t kMaxComputedLayers = 1 << 20;
+
 // `layer_types` as transformers' layer_type_validation checks it: one entry
 // per layer, each an attention kind it knows.
 inline void ValidateLayerTypes(io::JsonFields& f, const std::vector<std::string>& layer_types,
@@ -208,27 +213,6 @@ inline void ValidateLayerTypes(io::JsonFields& f, const std::vector<std::string>
     f.Fail("layer_types", absl::StrCat(layer_types.size(), " entries but num_hidden_layers is ",
                                        num_hidden_layers));
   }
-}
-
-// Qwen2-style sliding windows (Qwen2Config, Qwen2VLTextConfig): the window
-// applies only when use_sliding_window is set, and then to the layers from
-// max_window_layers on, unless layer_types lists them explicitly.
-inline void ResolveQwen2SlidingWindow(io::JsonFields& f, bool use_sliding_window,
-                                      int64_t num_hidden_layers, int64_t max_window_layers,
-                                      std::optional<int64_t>* sliding_window,
-                                      std::vector<std::string>* layer_types) {
-  if (!use_sliding_window) sliding_window->reset();
-  if (f.HasValue("layer_types")) {
-    if (!f.Get("layer_types", layer_types)) return;  // already reported
-  } else {
-    layer_types->clear();
-    for (int64_t i = 0; i < std::max<int64_t>(num_hidden_layers, 0) && i < (1 << 20); ++i) {
-      layer_types->push_back(sliding_window->has_value() && i >= max_window_layers
-                                 ? "sliding_attention"
-                                 : "full_attention");
-    }
-  }
-  ValidateLayerTypes(f, *layer_types, num_hidden_layers);
 }
 
 // PreTrainedConfig's `dtype` (spelled `torch_dtype` before transformers 5).

@@ -139,7 +139,7 @@ struct Gemma3TextConfig {
       f.Fail("sliding_window_pattern", "must be positive");
     } else {
       layer_types.clear();
-      for (int64_t i = 0; i < num_hidden_layers && i < (1 << 20); ++i) {
+      for (int64_t i = 0; i < num_hidden_layers && i < kMaxComputedLayers; ++i) {
         layer_types.push_back((i + 1) % sliding_window_pattern ? "sliding_attention"
                                                                : "full_attention");
       }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "spatialid/config/fields.h"
+#include "spatialid/config/qwen2_text.h"
 #include "spatialid/config/rope.h"
 #include "spatialid/io/json_file.h"
 
@@ -76,72 +77,32 @@ struct InternVLVisionConfig {
   }
 };
 
-struct Qwen2Config {
+// transformers' Qwen2Config: its defaults, plus tie_word_embeddings.
+struct Qwen2Config : Qwen2TextFields {
   using IsConfig = void;
 
-  std::string model_type = "qwen2";
-  int64_t vocab_size = 151936;
-  int64_t hidden_size = 4096;
-  int64_t intermediate_size = 22016;
-  int64_t num_hidden_layers = 32;
-  int64_t num_attention_heads = 32;
-  int64_t num_key_value_heads = 32;  // null: num_attention_heads
-  std::string hidden_act = "silu";
-  int64_t max_position_embeddings = 32768;
-  double initializer_range = 0.02;
-  double rms_norm_eps = 1e-6;
-  bool use_cache = true;
   bool tie_word_embeddings = false;
-  bool use_sliding_window = false;
-  // 4096 in the file by default, but null unless use_sliding_window.
-  std::optional<int64_t> sliding_window = 4096;
-  int64_t max_window_layers = 28;
-  std::vector<std::string> layer_types;
-  double attention_dropout = 0.0;
-  std::optional<int64_t> pad_token_id;
-  std::optional<int64_t> bos_token_id;
-  std::vector<int64_t> eos_token_id;
-  RopeParameters rope_parameters;
 
-  // Qwen2Config has no head_dim key; the attention uses this.
-  int64_t head_dim() const { return num_attention_heads > 0 ? hidden_size / num_attention_heads : 0; }
+  Qwen2Config() {
+    model_type = "qwen2";
+    vocab_size = 151936;
+    hidden_size = 4096;
+    intermediate_size = 22016;
+    num_hidden_layers = 32;
+    num_attention_heads = 32;
+    num_key_value_heads = 32;
+    rms_norm_eps = 1e-6;
+    max_window_layers = 28;
+  }
 
   template <class V>
   void VisitFields(V& v) {
-    v.Derived("model_type", model_type);
-    v("vocab_size", vocab_size);
-    v("hidden_size", hidden_size);
-    v("intermediate_size", intermediate_size);
-    v("num_hidden_layers", num_hidden_layers);
-    v("num_attention_heads", num_attention_heads);
-    v.Derived("num_key_value_heads", num_key_value_heads);
-    v("hidden_act", hidden_act);
-    v("max_position_embeddings", max_position_embeddings);
-    v("initializer_range", initializer_range);
-    v("rms_norm_eps", rms_norm_eps);
-    v("use_cache", use_cache);
+    VisitQwen2TextFields(v);
     v("tie_word_embeddings", tie_word_embeddings);
-    v("use_sliding_window", use_sliding_window);
-    v("sliding_window", sliding_window);
-    v("max_window_layers", max_window_layers);
-    v.Derived("layer_types", layer_types);
-    v("attention_dropout", attention_dropout);
-    v("pad_token_id", pad_token_id);
-    v("bos_token_id", bos_token_id);
-    v.Derived("eos_token_id", eos_token_id);
-    v.Derived("rope_parameters", rope_parameters);
   }
-
   void ResolveDefaults(io::JsonFields& f) {
     CheckModelType(f, {"qwen2"});
-    std::optional<int64_t> kv = num_key_value_heads;
-    f.Get("num_key_value_heads", &kv);
-    num_key_value_heads = kv.value_or(num_attention_heads);
-    ReadIntOrList(f, "eos_token_id", &eos_token_id);
-    ResolveQwen2SlidingWindow(f, use_sliding_window, num_hidden_layers, max_window_layers,
-                              &sliding_window, &layer_types);
-    rope_parameters = ReadRopeParameters(
-        f, RopeDefaults{.rope_theta = 10000.0, .max_position_embeddings = max_position_embeddings});
+    ResolveQwen2Text(f, /*default_rope_theta=*/10000.0, /*mrope=*/false);
   }
 };
 

@@ -152,6 +152,14 @@ struct CommonImageProcessorFields {
     v.Derived("image_std", image_std);
     v("do_convert_rgb", do_convert_rgb);
   }
+  // The defaults Gemma3ImageProcessor and MllamaImageProcessor share: 224x224,
+  // bilinear, IMAGENET_STANDARD mean/std (0.5).
+  void UseBilinear224HalfNormalization() {
+    size = ImageSizeDict::HeightWidth(224, 224);
+    resample = kResampleBilinear;
+    image_mean = kImageNetStandardMean;
+    image_std = kImageNetStandardStd;
+  }
   void ResolveCommon(io::JsonFields& f, bool size_default_to_square) {
     ReadSizeDict(f, "size", size_default_to_square, &size);
     ReadChannelValues(f, "image_mean", &image_mean);
@@ -252,12 +260,7 @@ struct Gemma3ImageProcessorConfig : CommonImageProcessorFields {
   std::optional<int64_t> pan_and_scan_max_num_crops;
   std::optional<double> pan_and_scan_min_ratio_to_activate;
 
-  Gemma3ImageProcessorConfig() {
-    size = ImageSizeDict::HeightWidth(224, 224);
-    resample = kResampleBilinear;
-    image_mean = kImageNetStandardMean;
-    image_std = kImageNetStandardStd;
-  }
+  Gemma3ImageProcessorConfig() { UseBilinear224HalfNormalization(); }
 
   template <class V>
   void VisitFields(V& v) {
@@ -278,12 +281,7 @@ struct MllamaImageProcessorConfig : CommonImageProcessorFields {
   bool do_pad = true;
   int64_t max_image_tiles = 4;
 
-  MllamaImageProcessorConfig() {
-    size = ImageSizeDict::HeightWidth(224, 224);
-    resample = kResampleBilinear;
-    image_mean = kImageNetStandardMean;
-    image_std = kImageNetStandardStd;
-  }
+  MllamaImageProcessorConfig() { UseBilinear224HalfNormalization(); }
 
   template <class V>
   void VisitFields(V& v) {

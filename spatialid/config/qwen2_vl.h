@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "spatialid/config/fields.h"
+#include "spatialid/config/qwen2_text.h"
 #include "spatialid/config/rope.h"
 #include "spatialid/io/json_file.h"
 
@@ -105,71 +106,32 @@ struct Qwen2_5_VLVisionConfig {
 
 // Qwen2VLTextConfig and Qwen2_5_VLTextConfig (identical but for model_type).
 template <const char* kTextModelType>
-struct Qwen2VLTextConfigT {
+struct Qwen2VLTextConfigT : Qwen2TextFields {
   using IsConfig = void;
 
-  std::string model_type = kTextModelType;
-  int64_t vocab_size = 152064;
-  int64_t hidden_size = 8192;
-  int64_t intermediate_size = 29568;
-  int64_t num_hidden_layers = 80;
-  int64_t num_attention_heads = 64;
-  int64_t num_key_value_heads = 8;  // null: num_attention_heads
-  std::string hidden_act = "silu";
-  int64_t max_position_embeddings = 32768;
-  double initializer_range = 0.02;
-  double rms_norm_eps = 1e-5;
-  bool use_cache = true;
-  bool use_sliding_window = false;
-  std::optional<int64_t> sliding_window = 4096;  // null unless use_sliding_window
-  int64_t max_window_layers = 80;
-  std::vector<std::string> layer_types;
-  double attention_dropout = 0.0;
-  std::optional<int64_t> bos_token_id = 151643;
-  std::vector<int64_t> eos_token_id = {151645};
-  std::optional<int64_t> pad_token_id;
-  RopeParameters rope_parameters;
-
-  int64_t head_dim() const { return num_attention_heads > 0 ? hidden_size / num_attention_heads : 0; }
+  Qwen2VLTextConfigT() {
+    model_type = kTextModelType;
+    vocab_size = 152064;
+    hidden_size = 8192;
+    intermediate_size = 29568;
+    num_hidden_layers = 80;
+    num_attention_heads = 64;
+    num_key_value_heads = 8;
+    rms_norm_eps = 1e-5;
+    max_window_layers = 80;
+    bos_token_id = 151643;
+    eos_token_id = {151645};
+  }
 
   template <class V>
   void VisitFields(V& v) {
-    v.Derived("model_type", model_type);
-    v("vocab_size", vocab_size);
-    v("hidden_size", hidden_size);
-    v("intermediate_size", intermediate_size);
-    v("num_hidden_layers", num_hidden_layers);
-    v("num_attention_heads", num_attention_heads);
-    v.Derived("num_key_value_heads", num_key_value_heads);
-    v("hidden_act", hidden_act);
-    v("max_position_embeddings", max_position_embeddings);
-    v("initializer_range", initializer_range);
-    v("rms_norm_eps", rms_norm_eps);
-    v("use_cache", use_cache);
-    v("use_sliding_window", use_sliding_window);
-    v("sliding_window", sliding_window);
-    v("max_window_layers", max_window_layers);
-    v.Derived("layer_types", layer_types);
-    v("attention_dropout", attention_dropout);
-    v("bos_token_id", bos_token_id);
-    v.Derived("eos_token_id", eos_token_id);
-    v("pad_token_id", pad_token_id);
-    v.Derived("rope_parameters", rope_parameters);
+    VisitQwen2TextFields(v);
   }
-
   void ResolveDefaults(io::JsonFields& f) {
     // Read from the top level of old checkpoints, whose model_type is the
     // composite's; only a real text_config object names its own.
     if (!f.path().empty()) CheckModelType(f, {kTextModelType});
-    std::optional<int64_t> kv = num_key_value_heads;
-    f.Get("num_key_value_heads", &kv);
-    num_key_value_heads = kv.value_or(num_attention_heads);
-    ReadIntOrList(f, "eos_token_id", &eos_token_id);
-    ResolveQwen2SlidingWindow(f, use_sliding_window, num_hidden_layers, max_window_layers,
-                              &sliding_window, &layer_types);
-    rope_parameters = ReadRopeParameters(f, RopeDefaults{.rope_theta = 1000000.0,
-                                                         .max_position_embeddings = max_position_embeddings,
-                                                         .mrope_means_default = true});
+    ResolveQwen2Text(f, /*default_rope_theta=*/1000000.0, /*mrope=*/true);
   }
 };
 

@@ -177,6 +177,7 @@ class Checkpoint {
   std::map<std::string, int, std::less<>> where_;  // name -> index in shards_
 };
 
+// Takes weights from a Checkpoint, which must outlive the loader.
 class StateDictLoader {
  public:
   StateDictLoader(const Checkpoint& ckpt, at::ScalarType dtype, at::Device device)
