@@ -156,23 +156,35 @@ inline uint8_t ClipFixedPoint(int32_t acc) {
   return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
 }
 
-// Horizontal pass over rows [row0, row0 + rows) of `in`.
-inline Image ResampleRows(const Image& in, int out_w, int row0, int rows,
-                          const FixedPointTaps& t) {
-  const int c = in.channels;
-  Image out(out_w, rows, c);
-  for (int y = 0; y < rows; ++y) {
+// Horizontal pass over rows [row0, row0 + rows) of `in`, with the channel
+// count fixed at compile time so the tap loop keeps C accumulators in
+// registers.
+template <int C>
+inline void ResampleRowsFixed(const Image& in, int row0, const FixedPointTaps& t, Image& out) {
+  for (int y = 0; y < out.height; ++y) {
     const uint8_t* src = in.row(row0 + y);
     uint8_t* dst = out.row(y);
-    for (int xx = 0; xx < out_w; ++xx) {
+    for (int xx = 0; xx < out.width; ++xx) {
       const int32_t* k = &t.weights[static_cast<size_t>(xx) * t.taps];
-      const uint8_t* s = src + static_cast<size_t>(t.first[xx]) * c;
-      for (int ch = 0; ch < c; ++ch) {
-        int32_t acc = 1 << (kResamplePrecisionBits - 1);
-        for (int x = 0; x < t.count[xx]; ++x) acc += s[x * c + ch] * k[x];
-        dst[xx * c + ch] = ClipFixedPoint(acc);
+      const uint8_t* s = src + static_cast<size_t>(t.first[xx]) * C;
+      int32_t acc[C];
+      for (int ch = 0; ch < C; ++ch) acc[ch] = 1 << (kResamplePrecisionBits - 1);
+      for (int x = 0; x < t.count[xx]; ++x, s += C) {
+        for (int ch = 0; ch < C; ++ch) acc[ch] += s[ch] * k[x];
       }
+      for (int ch = 0; ch < C; ++ch) dst[xx * C + ch] = ClipFixedPoint(acc[ch]);
     }
+  }
+}
+
+inline Image ResampleRows(const Image& in, int out_w, int row0, int rows,
+                          const FixedPointTaps& t) {
+  Image out(out_w, rows, in.channels);
+  switch (in.channels) {
+    case 1: ResampleRowsFixed<1>(in, row0, t, out); break;
+    case 2: ResampleRowsFixed<2>(in, row0, t, out); break;
+    case 3: ResampleRowsFixed<3>(in, row0, t, out); break;
+    default: ResampleRowsFixed<4>(in, row0, t, out); break;
   }
   return out;
 }
