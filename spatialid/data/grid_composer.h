@@ -17,6 +17,8 @@
 // images do not depend on generation order or thread count, and
 // `RecipeFor` returns the exact numbers so Pillow can replay them. As in the
 // reference, one background is chosen per (pair, size), not per image.
+// Backgrounds decode like Pillow too: PNGs losslessly, JPEGs with
+// libjpeg-turbo (jpeg_file.h), then Pillow's BICUBIC resize to the canvas.
 //
 // Example:
 //   SPATIALID_ASSIGN_OR_RETURN(auto composer, GridComposer::Create("data/objects", {}));
@@ -41,6 +43,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "spatialid/data/grid_layout.h"
+#include "spatialid/data/jpeg_file.h"
 #include "spatialid/data/pillow_paste.h"
 #include "spatialid/io/image.h"
 #include "spatialid/io/image_resample.h"
@@ -143,6 +146,18 @@ inline absl::StatusOr<std::vector<std::string>> ListBackgroundFiles(const std::s
   }
   std::sort(names.begin(), names.end());
   return names;
+}
+
+// A background file as `Image.open(path).convert("RGBA")`: JPEGs through
+// libjpeg-turbo like Pillow (see jpeg_file.h), anything else through stb;
+// files without alpha become opaque.
+inline absl::StatusOr<io::Image> LoadBackgroundRgba(const std::string& path) {
+  if (!LooksLikeJpeg(path)) return io::LoadImage(path, 4);
+  SPATIALID_ASSIGN_OR_RETURN(io::Image rgb, LoadJpegRgb(path));
+  io::Image rgba(rgb.width, rgb.height, 4, 255);
+  const size_t n = static_cast<size_t>(rgb.width) * rgb.height;
+  for (size_t i = 0; i < n; ++i) std::copy_n(&rgb.pixels[i * 3], 3, &rgba.pixels[i * 4]);
+  return rgba;
 }
 
 namespace internal {
@@ -287,7 +302,7 @@ class GridComposer {
   absl::StatusOr<const io::Image*> Background(const std::string& file) const {
     const auto& r = backgrounds_cache_.Get(file, [&]() -> absl::StatusOr<io::Image> {
       const std::string path = (std::filesystem::path(options_.bg_dir) / file).string();
-      SPATIALID_ASSIGN_OR_RETURN(io::Image img, io::LoadImage(path, 4));
+      SPATIALID_ASSIGN_OR_RETURN(io::Image img, LoadBackgroundRgba(path));
       // Image.resize's default filter is BICUBIC.
       return io::PillowResize(img, canvas_side(), canvas_side(), io::ResampleFilter::kBicubic);
     });
