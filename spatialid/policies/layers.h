@@ -11,6 +11,8 @@
 //   layers::Reference{.last = 32} 0..last, the reference's per-model ranges
 //                                 (extract/registry.h knows them per alias)
 //   layers::Explicit{{8, 12, 16}} a given list
+//   layers::Spec                  one of the above chosen at run time from a
+//                                 string ("all", "reference", "0,8,16", "8-16")
 #pragma once
 
 #include <algorithm>
@@ -79,6 +81,63 @@ struct Explicit {
     std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end()), out.end());
     return out;
+  }
+};
+
+// A selection chosen at run time (command-line flags): "all", "reference"
+// (the preset's last index), a list "0,8,16" or a range "8-16".
+struct Spec {
+  static constexpr const char* kName = "spec";
+  enum class Kind { kAll, kReference, kExplicit } kind = Kind::kAll;
+  Reference reference;
+  Explicit explicit_list;
+
+  static absl::StatusOr<Spec> Parse(const std::string& text, int reference_last = -1) {
+    Spec s;
+    if (text.empty() || text == "all") return s;
+    if (text == "reference") {
+      s.kind = Kind::kReference;
+      s.reference.last = reference_last;
+      return s;
+    }
+    s.kind = Kind::kExplicit;
+    size_t start = 0;
+    while (start <= text.size()) {
+      const size_t comma = std::min(text.find(',', start), text.size());
+      const std::string item = text.substr(start, comma - start);
+      const size_t dash = item.find('-', 1);  // a leading '-' is a negative index
+      int lo = 0, hi = 0;
+      if (!ParseInt(item.substr(0, dash), &lo) ||
+          (dash != std::string::npos && !ParseInt(item.substr(dash + 1), &hi))) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "layers '", text, "': expected all, reference, a list like 0,8,16 or a range like 8-16"));
+      }
+      if (dash == std::string::npos) hi = lo;
+      for (int i = lo; i <= hi; ++i) s.explicit_list.indices.push_back(i);
+      start = comma + 1;
+    }
+    return s;
+  }
+
+  absl::StatusOr<std::vector<int>> Select(int num_hidden_states) const {
+    switch (kind) {
+      case Kind::kAll: return All{}.Select(num_hidden_states);
+      case Kind::kReference: return reference.Select(num_hidden_states);
+      case Kind::kExplicit: return explicit_list.Select(num_hidden_states);
+    }
+    return absl::InternalError("unknown layer selection");
+  }
+
+ private:
+  static bool ParseInt(const std::string& s, int* out) {
+    if (s.empty()) return false;
+    size_t used = 0;
+    try {
+      *out = std::stoi(s, &used);
+    } catch (...) {
+      return false;
+    }
+    return used == s.size();
   }
 };
 

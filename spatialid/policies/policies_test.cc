@@ -42,6 +42,15 @@ TEST(Layers, ExplicitSortsDedupsAndCountsFromEnd) {
   EXPECT_FALSE(layers::Explicit{}.Select(33).ok());
 }
 
+TEST(Layers, SpecParsesFlags) {
+  static_assert(LayerSelector<layers::Spec>);
+  EXPECT_EQ(layers::Spec::Parse("all")->Select(4)->size(), 4u);
+  EXPECT_EQ(layers::Spec::Parse("reference", 2)->Select(5)->size(), 3u);
+  EXPECT_EQ(*layers::Spec::Parse("0,8-10,-1")->Select(33), (std::vector<int>{0, 8, 9, 10, 32}));
+  EXPECT_FALSE(layers::Spec::Parse("eight").ok());
+  EXPECT_FALSE(layers::Spec::Parse("1,,2").ok());
+}
+
 TEST(Pooling, LastSubtokenTakesFirstOccurrenceOfLastPiece) {
   const std::vector<int32_t> prompt = {1, 5, 7, 9, 7, 3};
   const std::vector<int32_t> word = {9, 7};  // e.g. "▁fro", "g"

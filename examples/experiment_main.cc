@@ -1,0 +1,241 @@
+// The command-line front end shared by //examples:small_id_grid and
+// //examples:batch_extraction: flags, model alias dispatch, policy choice.
+//
+// It is the one translation unit that instantiates every family with every
+// pooling and averaging policy, so the two binaries (tiny mains) link it
+// instead of compiling it twice.
+#include "examples/experiment_main.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "spatialid/data/layout_folder.h"
+#include "spatialid/extract/experiments.h"
+#include "spatialid/extract/extractor.h"
+#include "spatialid/extract/model_presets.h"
+#include "spatialid/extract/registry.h"
+#include "spatialid/policies/averaging.h"
+#include "spatialid/policies/layers.h"
+#include "spatialid/policies/pooling.h"
+#include "spatialid/util/status.h"
+
+ABSL_FLAG(std::string, model, "llava-7b",
+          "Model alias; picks the family and the reference's dtype and layer range. One of: "
+          "llava-7b, llava-13b, qwen2-2b, qwen-3b, qwen-7b, llama-11b, llava-cot, internvl-1b, "
+          "internvl-2b, internvl-8b, internvl-14b, gemma-4b, gemma-12b.");
+ABSL_FLAG(std::string, model_dir, "",
+          "Hugging Face checkpoint folder of that model (config.json, *.safetensors, "
+          "tokenizer.json, chat template, preprocessor_config.json). Default: "
+          "$SPATIALID_DEFAULT_MODEL, the built-in random-weight LLaVA made by tools/setup.sh.");
+ABSL_FLAG(std::string, images, "",
+          "Image folder: one {a}_{b} folder per pair, nested {ax}_{ay}/{bx}_{by}_{size}.png or "
+          "flat {a}_{b}_{i}_{j}_{size}.png. Default: data/grid_data (grid) or "
+          "data/extraction_data (batch).");
+ABSL_FLAG(std::string, pairs, "", "Comma-separated pair folders to use (default: all found).");
+ABSL_FLAG(std::string, out, "",
+          "Output folder. Default: embeds/grid_id (grid) or embeds/universal_id (batch).");
+ABSL_FLAG(std::string, name, "",
+          "File stem of the outputs ({name}.pt, {name}_x.pt ...). Default: the --model alias.");
+ABSL_FLAG(std::string, layers, "all",
+          "Hidden states to keep: all (every one, the default), reference (the reference's "
+          "range for --model, e.g. 0..32 of llama-11b's 0..40), a list 0,8,16 or a range 8-16.");
+ABSL_FLAG(std::string, pooling, "last_subtoken",
+          "Target-word rows: last_subtoken (the reference: first occurrence of the last "
+          "sub-token of ' '+word) or mean_of_subtokens (mean over the word's sub-tokens).");
+ABSL_FLAG(std::string, averaging, "streaming",
+          "streaming (fp32 running sums, no per-image storage) or reference (keeps every "
+          "vector and averages in the model dtype like the Python scripts).");
+ABSL_FLAG(std::string, dtype, "auto",
+          "float32, float16, bfloat16, or auto: the reference's dtype for --model on CUDA, "
+          "float32 on the CPU (half-precision matmuls are slow there).");
+ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N.");
+ABSL_FLAG(int, batch_size, 8, "Images per forward pass.");
+ABSL_FLAG(int, prefetch, 2, "Batches loaded and preprocessed ahead of the model.");
+ABSL_FLAG(int, threads, 0, "CPU threads for the model (0: all cores).");
+ABSL_FLAG(std::string, resize, "torchvision",
+          "Image resizing: torchvision (transformers 5's fast processors, the default) or "
+          "pillow (transformers 4's slow Pillow processors, the paper's pixels).");
+ABSL_FLAG(int, axis_size, 224, "Object size whose IDs define the x/y axes.");
+ABSL_FLAG(bool, strict_axes, false,
+          "Axes from differences with y2 > y1 only (the reference also counts y2 == y1, "
+          "which scales the axes by 2/3).");
+ABSL_FLAG(bool, overwrite, false, "Re-extract pairs whose output files already exist.");
+ABSL_FLAG(std::string, question, spatialid::extract::kGridQuestion,
+          "Grid experiment only: the question asked over every image.");
+ABSL_FLAG(std::string, targets, "frog,left,right",
+          "Grid experiment only: comma-separated target words of the question.");
+ABSL_FLAG(std::string, text_targets, "left,right",
+          "Grid experiment only: words whose text-only embeddings are written to {name}_text.pt.");
+ABSL_FLAG(bool, quiet, false, "No progress lines.");
+
+namespace spatialid::examples {
+namespace {
+
+absl::StatusOr<at::ScalarType> ParseDtype(const std::string& s, const extract::ModelPreset& preset,
+                                          const at::Device& device) {
+  std::string name = s;
+  if (s == "auto") name = device.is_cuda() ? std::string(preset.dtype) : "float32";
+  if (name == "float32" || name == "fp32") return at::kFloat;
+  if (name == "float16" || name == "fp16") return at::kHalf;
+  if (name == "bfloat16" || name == "bf16") return at::kBFloat16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--dtype=", s, ": expected auto, float32, float16 or bfloat16"));
+}
+
+absl::StatusOr<at::Device> ParseDevice(const std::string& s) {
+  if (s == "cpu") return at::Device(at::kCPU);
+  if (s.rfind("cuda", 0) == 0) {
+    if (!at::hasCUDA()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--device=", s, ": this build of spatialid has no CUDA (build with tools/build_gpu.sh)"));
+    }
+    try {
+      return at::Device(s);
+    } catch (const std::exception&) {
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat("--device=", s, ": expected cpu, cuda or cuda:N"));
+}
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(s, ',', absl::SkipEmpty())) out.emplace_back(part);
+  return out;
+}
+
+template <class F, class P, class A>
+absl::Status RunWith(ExperimentKind kind, const extract::ExtractorOptions& xopts,
+                     const policy::layers::Spec& layers, const extract::ExperimentOptions& eopts,
+                     const data::LayoutFolder& source) {
+  using X = extract::Extractor<F, policy::layers::Spec, P>;
+  if (!eopts.quiet) std::fprintf(stderr, "loading %s from %s\n", std::string(F::kName).c_str(), xopts.model_dir.c_str());
+  SPATIALID_ASSIGN_OR_RETURN(X x, X::Create(xopts, layers, P{}));
+  extract::ExperimentOptions o = eopts;
+  o.out_dtype = x.model().dtype();
+  if (kind == ExperimentKind::kGrid) return extract::RunGridExperiment<A>(x, source, o);
+  return extract::RunBatchExtraction<A>(x, source, o);
+}
+
+absl::Status Run(ExperimentKind kind) {
+  SPATIALID_ASSIGN_OR_RETURN(extract::ModelPreset preset,
+                             extract::FindPreset(absl::GetFlag(FLAGS_model)));
+  extract::ExtractorOptions xopts;
+  xopts.model_dir = absl::GetFlag(FLAGS_model_dir);
+  if (xopts.model_dir.empty()) {
+    const char* def = std::getenv("SPATIALID_DEFAULT_MODEL");
+    if (def == nullptr || *def == '\0') {
+      return absl::InvalidArgumentError(
+          "--model_dir is required (or run tools/setup.sh and source ~/.cache/spatialid/env.sh "
+          "for the built-in default model)");
+    }
+    xopts.model_dir = def;
+  }
+  SPATIALID_ASSIGN_OR_RETURN(xopts.device, ParseDevice(absl::GetFlag(FLAGS_device)));
+  SPATIALID_ASSIGN_OR_RETURN(at::ScalarType dtype,
+                             ParseDtype(absl::GetFlag(FLAGS_dtype), preset, xopts.device));
+  xopts.dtype = dtype;
+  const std::string resize = absl::GetFlag(FLAGS_resize);
+  if (resize == "torchvision") {
+    xopts.resize = vision::ResizeEngine::kTorchvision;
+  } else if (resize == "pillow") {
+    xopts.resize = vision::ResizeEngine::kPillow;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--resize=", resize, ": expected torchvision or pillow"));
+  }
+  SPATIALID_ASSIGN_OR_RETURN(
+      policy::layers::Spec layers,
+      policy::layers::Spec::Parse(absl::GetFlag(FLAGS_layers), preset.reference_last_layer));
+  if (absl::GetFlag(FLAGS_threads) > 0) at::set_num_threads(absl::GetFlag(FLAGS_threads));
+
+  extract::ExperimentOptions eopts;
+  eopts.model_name = absl::GetFlag(FLAGS_name).empty() ? std::string(preset.alias)
+                                                       : absl::GetFlag(FLAGS_name);
+  const bool grid = kind == ExperimentKind::kGrid;
+  eopts.out_dir = absl::GetFlag(FLAGS_out);
+  if (eopts.out_dir.empty()) eopts.out_dir = grid ? "embeds/grid_id" : "embeds/universal_id";
+  eopts.stream.batch_size = absl::GetFlag(FLAGS_batch_size);
+  eopts.stream.prefetch = absl::GetFlag(FLAGS_prefetch);
+  eopts.axes.size = absl::GetFlag(FLAGS_axis_size);
+  eopts.axes.strict = absl::GetFlag(FLAGS_strict_axes);
+  eopts.overwrite = absl::GetFlag(FLAGS_overwrite);
+  eopts.quiet = absl::GetFlag(FLAGS_quiet);
+  eopts.question = absl::GetFlag(FLAGS_question);
+  eopts.targets = SplitList(absl::GetFlag(FLAGS_targets));
+  eopts.text_targets = SplitList(absl::GetFlag(FLAGS_text_targets));
+  if (grid && eopts.targets.empty()) return absl::InvalidArgumentError("--targets is empty");
+  if (eopts.stream.batch_size < 1) return absl::InvalidArgumentError("--batch_size must be >= 1");
+
+  std::string images = absl::GetFlag(FLAGS_images);
+  if (images.empty()) images = grid ? "data/grid_data" : "data/extraction_data";
+  data::FolderOptions fopts;
+  fopts.pairs = SplitList(absl::GetFlag(FLAGS_pairs));
+  SPATIALID_ASSIGN_OR_RETURN(data::LayoutFolder source, data::LayoutFolder::Open(images, fopts));
+
+  const std::string pooling = absl::GetFlag(FLAGS_pooling);
+  const std::string averaging = absl::GetFlag(FLAGS_averaging);
+  if (pooling != "last_subtoken" && pooling != "mean_of_subtokens") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--pooling=", pooling, ": expected last_subtoken or mean_of_subtokens"));
+  }
+  if (averaging != "streaming" && averaging != "reference") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--averaging=", averaging, ": expected streaming or reference"));
+  }
+  return extract::DispatchFamily(preset.family, [&]<class F>() -> absl::Status {
+    using policy::averaging::ReferenceMean;
+    using policy::averaging::StreamingMean;
+    using policy::pooling::LastSubtoken;
+    using policy::pooling::MeanOfSubtokens;
+    if (pooling == "last_subtoken") {
+      if (averaging == "streaming") {
+        return RunWith<F, LastSubtoken, StreamingMean>(kind, xopts, layers, eopts, source);
+      }
+      return RunWith<F, LastSubtoken, ReferenceMean>(kind, xopts, layers, eopts, source);
+    }
+    if (averaging == "streaming") {
+      return RunWith<F, MeanOfSubtokens, StreamingMean>(kind, xopts, layers, eopts, source);
+    }
+    return RunWith<F, MeanOfSubtokens, ReferenceMean>(kind, xopts, layers, eopts, source);
+  });
+}
+
+}  // namespace
+
+int ExperimentMain(ExperimentKind kind, int argc, char** argv, const char* usage) {
+  absl::SetProgramUsageMessage(usage);
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::fprintf(stderr, "%s: unexpected argument '%s' (flags are --name=value; see --help)\n",
+                 argv[0], rest[1]);
+    return 2;
+  }
+  absl::Status s;
+  try {
+    s = Run(kind);
+  } catch (const std::exception& e) {
+    // libtorch reports some failures (out of memory, a bad kernel) by throwing.
+    s = absl::InternalError(e.what());
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s: error: %s\n", std::filesystem::path(argv[0]).filename().c_str(),
+                 std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace spatialid::examples
