@@ -14,16 +14,16 @@
 //   job.out = "data/grid_data";
 //   job.pairs = {{"camel", "frog"}};
 //   job.sizes = {224};
-//   SPATIALID_ASSIGN_OR_RETURN(GridJobStats stats, RunGridJob(job));
+//   SPATIALID_ASSIGN_OR_RETURN(GridJobStats stats, RunGridJob(job));  // progress on stderr
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -43,6 +43,7 @@
 #include "spatialid/data/grid_layout.h"
 #include "spatialid/data/png_writer.h"
 #include "spatialid/io/image.h"
+#include "spatialid/util/progress.h"
 #include "spatialid/util/status.h"
 
 namespace spatialid::data {
@@ -134,7 +135,8 @@ struct GridJobOptions {
   bool overwrite = false;       // redraw images that already exist
   std::string manifest;         // JSON-lines recipe file; empty: none
   std::string label = "grid";   // prefix of progress lines
-  double progress_every_s = 2;  // seconds between progress lines
+  bool show_progress = true;    // progress lines on stderr
+  double progress_every_s = 5;  // seconds between progress lines in a log
 };
 
 struct GridJobStats {
@@ -191,15 +193,7 @@ inline absl::Status WriteManifest(const std::string& path, const GridComposer& c
   return absl::OkStatus();
 }
 
-inline std::string FormatDuration(double seconds) {
-  const long s = static_cast<long>(seconds + 0.5);
-  if (s >= 3600) return absl::StrFormat("%dh%02dm%02ds", s / 3600, (s / 60) % 60, s % 60);
-  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
-  return absl::StrFormat("%ds", s);
-}
-
-inline absl::StatusOr<GridJobStats> RunGridJob(const GridJobOptions& job,
-                                               std::FILE* progress = stderr) {
+inline absl::StatusOr<GridJobStats> RunGridJob(const GridJobOptions& job) {
   if (job.out.empty()) return absl::InvalidArgumentError("--out: no output folder given");
   if (job.threads < 1) {
     return absl::InvalidArgumentError(absl::StrCat("--threads must be >= 1, got ", job.threads));
@@ -222,6 +216,27 @@ inline absl::StatusOr<GridJobStats> RunGridJob(const GridJobOptions& job,
   const std::vector<GridLayout> layouts = JobLayouts(job);
   if (!job.manifest.empty()) SPATIALID_RETURN_IF_ERROR(WriteManifest(job.manifest, *composer, layouts));
 
+  // Resume: images already on disk are left alone (they were renamed into
+  // place whole), unless asked to overwrite.
+  std::vector<std::string> paths(layouts.size());
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    paths[i] = (std::filesystem::path(job.out) / LayoutRelativePath(layouts[i])).string();
+    if (job.overwrite || !std::filesystem::is_regular_file(paths[i], ec)) todo.push_back(i);
+  }
+  GridJobStats stats;
+  stats.total = layouts.size();
+  stats.skipped = layouts.size() - todo.size();
+  if (job.show_progress && stats.skipped > 0) {
+    std::fprintf(stderr, "%s: %zu of %zu images already exist in %s; drawing the other %zu\n",
+                 job.label.c_str(), stats.skipped, stats.total, job.out.c_str(), todo.size());
+  }
+  std::optional<util::Progress> progress;
+  if (job.show_progress) {
+    progress.emplace(job.label, static_cast<long>(stats.total), static_cast<long>(stats.skipped),
+                     job.progress_every_s);
+  }
+
   // Unfiltered rows at zlib level 6 suit the flat transparent canvas
   // (about 12 ms and 33 KB per 896 x 896 image); photographic backgrounds
   // want row filters, and level 1 keeps them fast (level 6 is 5x slower for
@@ -229,68 +244,32 @@ inline absl::StatusOr<GridJobStats> RunGridJob(const GridJobOptions& job,
   const PngWriteOptions png = job.grid.bg_dir.empty()
                                   ? PngWriteOptions{6, PngRowFilter::kNone}
                                   : PngWriteOptions{1, PngRowFilter::kAdaptive};
-  GridJobStats stats;
-  stats.total = layouts.size();
-  std::atomic<size_t> next{0}, written{0}, skipped{0};
+  std::atomic<size_t> next{0}, written{0};
   std::atomic<bool> failed{false};
   absl::Status first_error;
-  std::mutex mu;
-  std::condition_variable cv;
-  int running = job.threads;
+  std::mutex error_mu;
   const auto start = std::chrono::steady_clock::now();
   auto worker = [&] {
-    for (size_t i; !failed && (i = next++) < layouts.size();) {
-      const std::string path = (std::filesystem::path(job.out) / LayoutRelativePath(layouts[i])).string();
-      std::error_code exists_ec;
-      if (!job.overwrite && std::filesystem::is_regular_file(path, exists_ec)) {
-        ++skipped;
-        continue;
-      }
-      absl::Status s;
+    for (size_t k; !failed && (k = next++) < todo.size();) {
+      const size_t i = todo[k];
       absl::StatusOr<io::Image> img = composer->Compose(layouts[i]);
-      s = img.ok() ? WritePngFile(path, *img, png) : img.status();
+      absl::Status s = img.ok() ? WritePngFile(paths[i], *img, png) : img.status();
       if (!s.ok()) {
-        std::lock_guard<std::mutex> lock(mu);
+        std::lock_guard<std::mutex> lock(error_mu);
         if (!failed.exchange(true)) first_error = s;
-        break;
+        return;
       }
       ++written;
+      if (progress) progress->Add(1);
     }
-    std::lock_guard<std::mutex> lock(mu);
-    --running;
-    cv.notify_all();
-  };
-  auto report = [&](bool final) {
-    if (progress == nullptr) return;
-    const double elapsed =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const size_t w = written, s = skipped, done = w + s;
-    const double rate = elapsed > 0 ? w / elapsed : 0;
-    const std::string eta = rate > 0 ? FormatDuration((stats.total - done) / rate) : "?";
-    std::fprintf(progress, "%s: %zu/%zu images (%.1f%%), %zu written, %zu skipped, %.1f img/s, %s %s\n",
-                 job.label.c_str(), done, stats.total,
-                 stats.total ? 100.0 * done / stats.total : 100.0, w, s, rate,
-                 final ? "took" : "ETA", final ? FormatDuration(elapsed).c_str() : eta.c_str());
-    std::fflush(progress);
   };
   std::vector<std::thread> threads;
-  for (int t = 0; t < job.threads; ++t) threads.emplace_back(worker);
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    while (running > 0) {
-      if (!cv.wait_for(lock, std::chrono::duration<double>(job.progress_every_s),
-                       [&] { return running == 0; })) {
-        lock.unlock();
-        report(false);
-        lock.lock();
-      }
-    }
-  }
+  for (int t = 1; t < job.threads; ++t) threads.emplace_back(worker);
+  worker();
   for (auto& t : threads) t.join();
   if (failed) return first_error;
-  report(true);
+  if (progress) progress->Finish();
   stats.written = written;
-  stats.skipped = skipped;
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return stats;
 }

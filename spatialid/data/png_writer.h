@@ -155,7 +155,9 @@ inline absl::StatusOr<std::string> EncodePng(const io::Image& img, const PngWrit
 }
 
 // Encodes and writes `path` atomically (temporary name, then rename),
-// creating parent folders.
+// creating parent folders. Unlike io::AtomicOutputFile (for result files)
+// it does not fsync: a data set is tens of thousands of small files that a
+// rerun can redraw, and an fsync each would dominate the run time.
 inline absl::Status WritePngFile(const std::string& path, const io::Image& img,
                                  const PngWriteOptions& opt = {}) {
   absl::StatusOr<std::string> bytes = EncodePng(img, opt);
