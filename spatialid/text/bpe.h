@@ -23,8 +23,10 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <queue>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -37,7 +39,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "spatialid/text/tokenizer_json.h"
 #include "spatialid/text/unicode.h"
 #include "spatialid/util/status.h"
@@ -183,7 +184,7 @@ class BpeModel {
     }
     const bool cacheable = word.size() < kMaxCachedWordBytes;
     if (cacheable) {
-      absl::ReaderMutexLock lock(&cache_->mutex);
+      std::shared_lock lock(cache_->mutex);
       auto it = cache_->words.find(AbslView(word));
       if (it != cache_->words.end()) {
         out->insert(out->end(), it->second.begin(), it->second.end());
@@ -193,7 +194,7 @@ class BpeModel {
     const size_t first = out->size();
     MergeWord(word, out);
     if (cacheable) {
-      absl::MutexLock lock(&cache_->mutex);
+      std::unique_lock lock(cache_->mutex);
       if (cache_->words.size() < kCacheCapacity) {
         cache_->words.try_emplace(std::string(word), out->begin() + first, out->end());
       }
@@ -237,7 +238,7 @@ class BpeModel {
     }
   };
   struct Cache {
-    absl::Mutex mutex;
+    std::shared_mutex mutex;
     absl::flat_hash_map<std::string, std::vector<int32_t>> words;
   };
 

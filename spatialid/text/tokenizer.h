@@ -32,6 +32,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -72,6 +73,14 @@ class Tokenizer {
   // Loads a tokenizer.json file. Errors name the file and what is wrong:
   // missing, not JSON, a missing field, an unsupported component type.
   static absl::StatusOr<Tokenizer> FromFile(const std::string& path) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": is a directory; expected the path of a tokenizer.json file"));
+    }
+    if (!std::filesystem::is_regular_file(path, ec)) {
+      return absl::NotFoundError(absl::StrCat(path, ": no such tokenizer file"));
+    }
     std::ifstream in(path, std::ios::binary);
     if (!in) {
       return absl::NotFoundError(absl::StrCat(path, ": cannot open tokenizer file"));
@@ -85,9 +94,12 @@ class Tokenizer {
   // Loads tokenizer.json content; `name` labels errors.
   static absl::StatusOr<Tokenizer> FromJsonText(std::string_view json_text,
                                                 std::string_view name = "tokenizer.json") {
-    nlohmann::json j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) {
-      return absl::InvalidArgumentError(absl::StrCat(AbslView(name), ": not valid JSON"));
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(json_text);
+    } catch (const nlohmann::json::exception& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(AbslView(name), ": not valid JSON (", e.what(), ")"));
     }
     auto tokenizer = FromJson(j);
     if (!tokenizer.ok()) {
