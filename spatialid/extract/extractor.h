@@ -31,6 +31,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "spatialid/families/family.h"
 #include "spatialid/families/hidden_states.h"
@@ -197,9 +198,13 @@ class Extractor {
       const std::vector<int32_t> word_ids = tokenizer_.Encode(absl::StrCat(" ", word), false);
       absl::StatusOr<std::vector<int64_t>> positions = pooler_.Positions(p.ids, word_ids);
       if (!positions.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("target word '", word, "': ",
-                                                       positions.status().message(),
-                                                       " (prompt: ", Abbreviate(p.text), ")"));
+        std::string pieces;
+        for (int32_t id : word_ids) {
+          absl::StrAppend(&pieces, pieces.empty() ? "" : " ", tokenizer_.IdToToken(id));
+        }
+        return absl::InvalidArgumentError(absl::StrCat(
+            "target word '", word, "' (tokens ", pieces, ") is not in the prompt \"",
+            absl::CEscape(Abbreviate(p.text)), "\" (", positions.status().message(), ")"));
       }
       TargetWord t;
       t.word = word;
@@ -227,7 +232,7 @@ class Extractor {
   static std::string Abbreviate(const std::string& text) {
     // Expanded prompts hold hundreds of image tokens; show both ends.
     if (text.size() <= 240) return text;
-    return absl::StrCat(text.substr(0, 100), " ... ", text.substr(text.size() - 120));
+    return absl::StrCat(text.substr(0, 60), " ... ", text.substr(text.size() - 120));
   }
 
   Model model_;

@@ -36,9 +36,8 @@ concept Pooler = requires(const T& pooler, std::span<const int32_t> prompt_ids,
 namespace pooling {
 
 inline absl::Status WordNotInPrompt(std::span<const int32_t> word_ids) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      "target word (token ids ", absl::StrJoin(word_ids, " "),
-      ") does not occur in the prompt; check the prompt text and the target word"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("token ids ", absl::StrJoin(word_ids, " "), " do not occur in the prompt"));
 }
 
 struct LastSubtoken {

@@ -1,0 +1,167 @@
+"""End to end: spatialid's binaries vs the reference recipe run with transformers.
+
+A tiny random-weight LLaVA-1.5 (real Llama-2 tokenizer file, real CLIP
+processor settings) is made by transformers; the data engine draws grid
+images; small_id_grid and batch_extraction write their .pt files; the
+reference recipe (tests/reference/spatial_id_reference.py: batch 1,
+output_hidden_states, compute_id / average_id / compute_axes) runs on the
+same images; every file must hold the same keys, dtypes, shapes and values.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import unittest
+
+import torch
+
+import oracle_lib
+
+sys.path.insert(0, os.path.dirname(oracle_lib.runfile("tests/reference/spatial_id_reference.py")))
+import spatial_id_reference as ref  # noqa: E402
+
+GRID_DATA = oracle_lib.runfile("examples/grid_data")
+SMALL_ID_GRID = oracle_lib.runfile("examples/small_id_grid")
+BATCH_EXTRACTION = oracle_lib.runfile("examples/batch_extraction")
+MAKE_TINY = oracle_lib.runfile("tools/make_tiny_llava.py")
+# openmoji code points of the objects the test draws (as tools/setup.sh does).
+CODEPOINTS = {"camel": "1F42B", "frog": "1F438", "dog": "1F415", "cake": "1F382"}
+
+# fp32 parity bound relative to the largest magnitude of a file's values.
+REL_TOL = 1e-4
+
+
+def compare_files(test, ours_path, ref_obj, what):
+    ours = torch.load(ours_path, weights_only=True)
+    worst = scale = 0.0
+    leaves = 0
+
+    def walk(a, b, path):
+        nonlocal worst, scale, leaves
+        if isinstance(b, dict):
+            test.assertIsInstance(a, dict, f"{what} {path}")
+            test.assertEqual(set(a.keys()), set(b.keys()), f"{what} keys at {path}")
+            for k in b:
+                walk(a[k], b[k], path + [k])
+            return
+        test.assertTrue(torch.is_tensor(a), f"{what} {path}")
+        test.assertEqual(a.dtype, b.dtype, f"{what} dtype at {path}")
+        test.assertEqual(tuple(a.shape), tuple(b.shape), f"{what} shape at {path}")
+        worst = max(worst, (a.float() - b.float()).abs().max().item())
+        scale = max(scale, b.float().abs().max().item())
+        leaves += 1
+
+    walk(ours, ref_obj, [])
+    test.assertGreater(leaves, 0, what)
+    print(f"{what}: {leaves} vectors, max abs diff {worst:.3g}, scale {scale:.3g}, "
+          f"relative {worst / max(scale, 1e-30):.3g}")
+    test.assertLessEqual(worst, REL_TOL * scale, what)
+    return worst / max(scale, 1e-30)
+
+
+class LlavaEndToEnd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = os.path.join(oracle_lib.tmpdir(), "e2e")
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        os.makedirs(cls.tmp)
+        cls.model_dir = os.path.join(cls.tmp, "tiny-llava")
+        oracle_lib.run([sys.executable, MAKE_TINY, cls.model_dir, "--size", "test", "--dtype", "float32",
+                        "--seed", "7"])
+        objects = os.path.join(cls.tmp, "objects")
+        os.makedirs(objects)
+        for name, cp in CODEPOINTS.items():
+            oracle_lib.run(["rsvg-convert", "-w", "512", "-h", "512", "-f", "png", "-o",
+                            os.path.join(objects, name + ".png"),
+                            os.path.join(oracle_lib.assets_dir(), "openmoji", cp + ".svg")])
+        cls.grid_images = os.path.join(cls.tmp, "grid_data")
+        oracle_lib.run([GRID_DATA, f"--objects_dir={objects}", f"--out={cls.grid_images}",
+                        "--pairs=camel_frog", "--sizes=224"])
+        cls.batch_images = os.path.join(cls.tmp, "extraction_data")
+        oracle_lib.run([GRID_DATA, f"--objects_dir={objects}", f"--out={cls.batch_images}",
+                        "--pairs=camel_frog,dog_cake", "--sizes=224,74", "--no_same_row_or_col"])
+        cls.processor, cls.model = ref.load(cls.model_dir, "float32")
+        torch.set_num_threads(2)
+
+    def common_flags(self):
+        return ["--model=llava-7b", f"--model_dir={self.model_dir}", "--dtype=float32", "--quiet",
+                "--batch_size=5"]
+
+    def test_grid_experiment_matches_reference(self):
+        out = os.path.join(self.tmp, "grid_out")
+        oracle_lib.run([SMALL_ID_GRID, *self.common_flags(), f"--images={self.grid_images}",
+                        f"--out={out}", "--name=tiny"])
+        e = ref.extract_pair(self.model, self.processor, os.path.join(self.grid_images, "camel_frog"),
+                             ref.GRID_PROMPT, ref.GRID_TARGETS)
+        ids = ref.compute_id(e)
+        compare_files(self, os.path.join(out, "tiny.pt"), ids, "grid IDs")
+        ax, ay = ref.compute_axes(ids)
+        compare_files(self, os.path.join(out, "tiny_x.pt"), ax, "grid x axis")
+        compare_files(self, os.path.join(out, "tiny_y.pt"), ay, "grid y axis")
+        rows = ref.hidden_rows(self.model, self.processor, ref.text_inputs(self.processor, ref.GRID_PROMPT),
+                               ["left", "right"], None)
+        tok = self.processor.tokenizer
+        text = {layer: {ref.target_token(tok, w): v for w, v in per.items()} for layer, per in rows.items()}
+        compare_files(self, os.path.join(out, "tiny_text.pt"), text, "text embeddings")
+        # Every hidden state is kept by default: layers 0..num_layers.
+        self.assertEqual(sorted(torch.load(os.path.join(out, "tiny.pt"), weights_only=True).keys()),
+                         list(range(self.model.config.text_config.num_hidden_layers + 1)))
+
+    def test_batch_extraction_matches_reference_and_resumes(self):
+        out = os.path.join(self.tmp, "batch_out")
+        args = [BATCH_EXTRACTION, *self.common_flags(), f"--images={self.batch_images}", f"--out={out}",
+                "--name=tiny"]
+        oracle_lib.run(args)
+        pair_ids = []
+        for pair in ["camel_frog", "dog_cake"]:
+            a, b = pair.split("_")
+            prompt, words = ref.batch_prompt(a, b)
+            ids = ref.compute_id(ref.extract_pair(self.model, self.processor,
+                                                  os.path.join(self.batch_images, pair), prompt, words))
+            compare_files(self, os.path.join(out, pair, "tiny.pt"), ids, f"{pair} IDs")
+            pair_ids.append(ids)
+        universal = ref.average_id(pair_ids)
+        compare_files(self, os.path.join(out, "tiny.pt"), universal, "universal IDs")
+        ax, ay = ref.compute_axes(universal)
+        compare_files(self, os.path.join(out, "tiny_x.pt"), ax, "universal x axis")
+        compare_files(self, os.path.join(out, "tiny_y.pt"), ay, "universal y axis")
+        # The consumers' indexing works.
+        u = torch.load(os.path.join(out, "tiny.pt"), weights_only=True)
+        self.assertEqual(u[2]["universal"][(3, 0, 224)].shape, (64,))
+
+        # Resume: a rerun skips both pairs and rewrites identical files.
+        before = {f: open(os.path.join(out, f), "rb").read() for f in ["tiny.pt", "tiny_x.pt", "tiny_y.pt"]}
+        os.remove(os.path.join(out, "tiny.pt"))
+        proc = subprocess.run([a for a in args if a != "--quiet"], capture_output=True, text=True)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("already done", proc.stderr)
+        for f, data in before.items():
+            self.assertEqual(open(os.path.join(out, f), "rb").read(), data, f)
+
+    def test_reference_averaging_policy_agrees(self):
+        out = os.path.join(self.tmp, "grid_refavg")
+        oracle_lib.run([SMALL_ID_GRID, *self.common_flags(), f"--images={self.grid_images}",
+                        f"--out={out}", "--name=tiny", "--averaging=reference", "--layers=0,2"])
+        e = ref.extract_pair(self.model, self.processor, os.path.join(self.grid_images, "camel_frog"),
+                             ref.GRID_PROMPT, ref.GRID_TARGETS, layers=[0, 2])
+        compare_files(self, os.path.join(out, "tiny.pt"), ref.compute_id(e), "grid IDs (reference mean, layers 0,2)")
+
+    def test_clear_errors(self):
+        cases = [
+            (["--targets=zebra"], "zebra"),                       # target word not in the prompt
+            (["--layers=reference"], "only 4"),                   # llava-7b's 0..32 on a 3-layer model
+            (["--model=gemma-9b"], "unknown model alias"),
+            (["--images=/nonexistent/folder"], "/nonexistent/folder"),
+            (["--dtype=float64"], "--dtype"),
+        ]
+        for extra, needle in cases:
+            args = [SMALL_ID_GRID, *self.common_flags(), f"--images={self.grid_images}",
+                    f"--out={os.path.join(self.tmp, 'err')}", *extra]
+            proc = subprocess.run(args, capture_output=True, text=True)
+            self.assertNotEqual(proc.returncode, 0, extra)
+            self.assertIn(needle, proc.stderr, extra)
+            self.assertEqual(len(proc.stderr.strip().splitlines()), 1, proc.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
