@@ -17,23 +17,15 @@
 #include "absl/flags/flag.h"
 #include "examples/grid_job_main.h"
 
-ABSL_FLAG(std::string, objects_dir, "data/objects", spatialid::examples::kHelpObjectsDir);
-ABSL_FLAG(std::string, out, "data/extraction_data", spatialid::examples::kHelpOut);
+ABSL_FLAG(std::string, out, "data/extraction_data",
+          "Output folder; images go to {out}/{a}_{b}/{ax}_{ay}/{bx}_{by}_{size}.png.");
 ABSL_FLAG(std::string, objects, "backpack,fan,camel,frog,dog,cake,log,robot,person,teapot",
           "Comma-separated object names; every ordered pair a != b is drawn (10 names: 90 pairs).");
 ABSL_FLAG(std::string, pairs, "",
           "Comma-separated ordered pairs {a}_{b}; when set, replaces --objects.");
 ABSL_FLAG(std::string, sizes, "74,124,174,224",
           "Comma-separated object sizes in pixels, each at most --cell.");
-ABSL_FLAG(int, cell, 224, spatialid::examples::kHelpCell);
-ABSL_FLAG(bool, no_same_row_or_col, false, spatialid::examples::kHelpNoSameRowOrCol);
-ABSL_FLAG(std::string, bg_dir, "", spatialid::examples::kHelpBgDir);
-ABSL_FLAG(bool, local_variation, false, spatialid::examples::kHelpLocalVariation);
-ABSL_FLAG(uint64_t, seed, 0, spatialid::examples::kHelpSeed);
-ABSL_FLAG(int, threads, spatialid::examples::DefaultThreads(),
-          spatialid::examples::kHelpThreads);
-ABSL_FLAG(bool, overwrite, false, spatialid::examples::kHelpOverwrite);
-ABSL_FLAG(std::string, manifest, "", spatialid::examples::kHelpManifest);
+SPATIALID_GRID_JOB_FLAGS();
 
 int main(int argc, char** argv) {
   return spatialid::examples::GridJobMain(

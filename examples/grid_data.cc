@@ -18,8 +18,8 @@
 #include "absl/flags/flag.h"
 #include "examples/grid_job_main.h"
 
-ABSL_FLAG(std::string, objects_dir, "data/objects", spatialid::examples::kHelpObjectsDir);
-ABSL_FLAG(std::string, out, "data/grid_data", spatialid::examples::kHelpOut);
+ABSL_FLAG(std::string, out, "data/grid_data",
+          "Output folder; images go to {out}/{a}_{b}/{ax}_{ay}/{bx}_{by}_{size}.png.");
 ABSL_FLAG(std::string, pairs, "camel_frog",
           "Comma-separated ordered pairs {a}_{b} (A is the reference object, B the target). "
           "The reference's grid experiment uses camel_frog; the seed README uses 2 pairs.");
@@ -28,15 +28,7 @@ ABSL_FLAG(std::string, objects, "",
 ABSL_FLAG(std::string, sizes, "224",
           "Comma-separated object sizes in pixels, each at most --cell. The reference's grid "
           "experiment uses 224; the seed README lists 224,174,124,74.");
-ABSL_FLAG(int, cell, 224, spatialid::examples::kHelpCell);
-ABSL_FLAG(bool, no_same_row_or_col, false, spatialid::examples::kHelpNoSameRowOrCol);
-ABSL_FLAG(std::string, bg_dir, "", spatialid::examples::kHelpBgDir);
-ABSL_FLAG(bool, local_variation, false, spatialid::examples::kHelpLocalVariation);
-ABSL_FLAG(uint64_t, seed, 0, spatialid::examples::kHelpSeed);
-ABSL_FLAG(int, threads, spatialid::examples::DefaultThreads(),
-          spatialid::examples::kHelpThreads);
-ABSL_FLAG(bool, overwrite, false, spatialid::examples::kHelpOverwrite);
-ABSL_FLAG(std::string, manifest, "", spatialid::examples::kHelpManifest);
+SPATIALID_GRID_JOB_FLAGS();
 
 int main(int argc, char** argv) {
   return spatialid::examples::GridJobMain(

@@ -1,8 +1,9 @@
 // The shared body of the two data binaries (grid_data, extraction_data).
 //
-// Each binary defines the flags below with its own defaults and help text;
-// this header declares them and turns them into one data::GridJobOptions,
-// so both binaries behave identically apart from their defaults.
+// Each binary defines --out, --pairs, --objects and --sizes with its own
+// defaults and help, and the other flags with SPATIALID_GRID_JOB_FLAGS();
+// this header turns them all into one data::GridJobOptions, so both binaries
+// behave identically apart from their defaults.
 #pragma once
 
 #include <algorithm>
@@ -31,33 +32,34 @@ ABSL_DECLARE_FLAG(int, threads);
 ABSL_DECLARE_FLAG(bool, overwrite);
 ABSL_DECLARE_FLAG(std::string, manifest);
 
+// The flags both binaries share, defined once (use at namespace scope in
+// the binary's main file only).
+#define SPATIALID_GRID_JOB_FLAGS()                                                              \
+  ABSL_FLAG(std::string, objects_dir, "data/objects",                                           \
+            "Folder of object images {name}.png (RGBA with transparency).");                   \
+  ABSL_FLAG(int, cell, 224, "Grid cell side in pixels; the canvas is 4*cell square.");          \
+  ABSL_FLAG(bool, no_same_row_or_col, false,                                                    \
+            "Skip layouts where A and B share a row or a column (144 instead of 240 per "      \
+            "size).");                                                                          \
+  ABSL_FLAG(std::string, bg_dir, "",                                                            \
+            "Folder of background images (.png/.jpg/.jpeg); one, chosen with --seed, is "      \
+            "resized to the canvas per pair and size. Empty: transparent canvas (black once "  \
+            "RGB).");                                                                           \
+  ABSL_FLAG(bool, local_variation, false,                                                       \
+            "Scale each object by a random factor (A 0.95-1.05, B 0.9-1.1) and rotate it by a " \
+            "random angle in [-15, 15] degrees (canvas expanded), per image.");                \
+  ABSL_FLAG(uint64_t, seed, 0, "Seed of the variation draws and the background choice.");      \
+  ABSL_FLAG(int, threads, ::spatialid::examples::DefaultThreads(),                              \
+            "Images drawn and encoded in parallel (default: all cores).");                     \
+  ABSL_FLAG(bool, overwrite, false, "Redraw images that already exist instead of skipping them."); \
+  ABSL_FLAG(std::string, manifest, "",                                                          \
+            "Optional JSON-lines file recording each image's variation draws and background.")
+
 namespace spatialid::examples {
 
-// Help texts the two binaries share.
-inline constexpr char kHelpObjectsDir[] =
-    "Folder of object images {name}.png (RGBA with transparency).";
-inline constexpr char kHelpOut[] =
-    "Output folder; images go to {out}/{a}_{b}/{ax}_{ay}/{bx}_{by}_{size}.png.";
-inline constexpr char kHelpCell[] =
-    "Grid cell side in pixels; the canvas is 4*cell square.";
-inline constexpr char kHelpNoSameRowOrCol[] =
-    "Skip layouts where A and B share a row or a column (144 instead of 240 per size).";
-inline constexpr char kHelpBgDir[] =
-    "Folder of background images (.png/.jpg/.jpeg); one, chosen with --seed, is resized "
-    "to the canvas per pair and size. Empty: transparent canvas (black once RGB).";
-inline constexpr char kHelpLocalVariation[] =
-    "Scale each object by a random factor (A 0.95-1.05, B 0.9-1.1) and rotate it by a "
-    "random angle in [-15, 15] degrees (canvas expanded), per image.";
-inline constexpr char kHelpSeed[] =
-    "Seed of the variation draws and the background choice.";
-inline constexpr char kHelpThreads[] =
-    "Images drawn and encoded in parallel (default: all cores).";
-inline constexpr char kHelpOverwrite[] =
-    "Redraw images that already exist instead of skipping them.";
-inline constexpr char kHelpManifest[] =
-    "Optional JSON-lines file recording each image's variation draws and background.";
-
-inline int DefaultThreads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+inline int DefaultThreads() {
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 // Which of --pairs and --objects names the pairs when both are non-empty.
 enum class PairFlagPriority { kObjectsWin, kPairsWin };

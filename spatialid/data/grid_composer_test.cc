@@ -13,19 +13,16 @@ namespace {
 using testing::ScratchDir;
 using testing::SoftDisc;
 
+// Two soft discs, a uniformly half-transparent square and an opaque one.
 std::string ObjectsDir() {
-  const std::string dir = ScratchDir("objects");
-  EXPECT_TRUE(io::SavePng(dir + "/disc.png", SoftDisc(40, 250, 30, 10)).ok());
-  EXPECT_TRUE(io::SavePng(dir + "/blob.png", SoftDisc(33, 20, 90, 240)).ok());
-  io::Image solid(10, 10, 4, 0);
-  for (size_t i = 0; i < solid.pixels.size(); i += 4) {
-    solid.pixels[i] = 200, solid.pixels[i + 1] = 100, solid.pixels[i + 2] = 50;
-    solid.pixels[i + 3] = 128;
+  io::Image half(10, 10, 4, 0), white(10, 10, 4, 255);
+  for (size_t i = 0; i < half.pixels.size(); i += 4) {
+    half.pixels[i] = 200, half.pixels[i + 1] = 100, half.pixels[i + 2] = 50, half.pixels[i + 3] = 128;
   }
-  EXPECT_TRUE(io::SavePng(dir + "/half.png", solid).ok());
-  for (auto& p : solid.pixels) p = 255;
-  EXPECT_TRUE(io::SavePng(dir + "/white.png", solid).ok());
-  return dir;
+  return testing::WriteObjects({{"disc", SoftDisc(40, 250, 30, 10)},
+                                {"blob", SoftDisc(33, 20, 90, 240)},
+                                {"half", half},
+                                {"white", white}});
 }
 
 TEST(GridComposer, CentringTruncatesTowardZeroLikePythonInt) {

@@ -15,13 +15,11 @@ using testing::ScratchDir;
 using testing::SoftDisc;
 
 std::string ObjectsDir() {
-  const std::string dir = ScratchDir("objects");
-  EXPECT_TRUE(io::SavePng(dir + "/camel.png", SoftDisc(48, 200, 150, 40)).ok());
-  EXPECT_TRUE(io::SavePng(dir + "/frog.png", SoftDisc(37, 30, 200, 60)).ok());
-  EXPECT_TRUE(io::SavePng(dir + "/teddy_bear.png", SoftDisc(20, 90, 60, 30)).ok());
-  EXPECT_TRUE(io::SavePng(dir + "/teddy.png", SoftDisc(20, 90, 60, 30)).ok());
-  EXPECT_TRUE(io::SavePng(dir + "/bear_frog.png", SoftDisc(20, 90, 60, 30)).ok());
-  return dir;
+  return testing::WriteObjects({{"camel", SoftDisc(48, 200, 150, 40)},
+                                {"frog", SoftDisc(37, 30, 200, 60)},
+                                {"teddy_bear", SoftDisc(20, 90, 60, 30)},
+                                {"teddy", SoftDisc(20, 90, 60, 30)},
+                                {"bear_frog", SoftDisc(20, 90, 60, 30)}});
 }
 
 size_t CountPngs(const std::string& dir) {

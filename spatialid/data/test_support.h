@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "spatialid/io/image.h"
@@ -39,6 +41,16 @@ inline io::Image SoftDisc(int side, uint8_t r, uint8_t g, uint8_t b) {
     }
   }
   return img;
+}
+
+// Writes each (name, image) as `{ScratchDir("objects")}/{name}.png` and
+// returns the folder.
+inline std::string WriteObjects(const std::vector<std::pair<std::string, io::Image>>& objects) {
+  const std::string dir = ScratchDir("objects");
+  for (const auto& [name, image] : objects) {
+    EXPECT_TRUE(io::SavePng(dir + "/" + name + ".png", image).ok()) << name;
+  }
+  return dir;
 }
 
 }  // namespace spatialid::data::testing

@@ -381,38 +381,39 @@ inline absl::StatusOr<Image> ResampleChannels(const Image& in, int w, int h,
   return in;
 }
 
-// Pillow's RGBA -> RGBa (and LA -> La) conversion: colour channels times
-// alpha / 255, rounded as Pillow's MULDIV255. The last channel is alpha.
-inline Image PremultiplyAlpha(const Image& in) {
+namespace internal {
+
+// Applies `f(colour, alpha)` to every colour value of an LA / RGBA image.
+template <class F>
+inline Image MapColoursByAlpha(const Image& in, F f) {
   Image out = in;
   const int c = in.channels;
   const size_t n = static_cast<size_t>(in.width) * in.height;
   for (size_t i = 0; i < n; ++i) {
     uint8_t* p = &out.pixels[i * c];
-    const unsigned alpha = p[c - 1];
-    for (int ch = 0; ch < c - 1; ++ch) {
-      const unsigned tmp = p[ch] * alpha + 128;
-      p[ch] = static_cast<uint8_t>(((tmp >> 8) + tmp) >> 8);
-    }
+    for (int ch = 0; ch < c - 1; ++ch) p[ch] = f(p[ch], p[c - 1]);
   }
   return out;
+}
+
+}  // namespace internal
+
+// Pillow's RGBA -> RGBa (and LA -> La) conversion: colour channels times
+// alpha / 255, rounded as Pillow's MULDIV255. The last channel is alpha.
+inline Image PremultiplyAlpha(const Image& in) {
+  return internal::MapColoursByAlpha(in, [](unsigned v, unsigned alpha) {
+    const unsigned tmp = v * alpha + 128;
+    return static_cast<uint8_t>(((tmp >> 8) + tmp) >> 8);
+  });
 }
 
 // Pillow's RGBa -> RGBA (La -> LA): colour * 255 / alpha with integer
 // division, clipped; alpha 0 and 255 leave colours as they are.
 inline Image UnpremultiplyAlpha(const Image& in) {
-  Image out = in;
-  const int c = in.channels;
-  const size_t n = static_cast<size_t>(in.width) * in.height;
-  for (size_t i = 0; i < n; ++i) {
-    uint8_t* p = &out.pixels[i * c];
-    const unsigned alpha = p[c - 1];
-    if (alpha == 0 || alpha == 255) continue;
-    for (int ch = 0; ch < c - 1; ++ch) {
-      p[ch] = static_cast<uint8_t>(std::min(255u, (255u * p[ch]) / alpha));
-    }
-  }
-  return out;
+  return internal::MapColoursByAlpha(in, [](unsigned v, unsigned alpha) {
+    if (alpha == 0 || alpha == 255) return static_cast<uint8_t>(v);
+    return static_cast<uint8_t>(std::min(255u, (255u * v) / alpha));
+  });
 }
 
 // `Image.resize((w, h), filter)` for an image of mode L (1 channel), LA (2),
