@@ -291,6 +291,7 @@ inline Value First(const FilterContext&, const Value& v, CallArgs& a) {
 inline Value Float(const FilterContext&, const Value& v, CallArgs& a) {
   Params p("float", a, {"default"});
   Value fallback = p.get(0, Value(0.0));
+  if (v.is_undefined()) FailUndefined(v);  // float(Undefined) raises
   if (v.is_number()) return Value(v.as_double());
   if (v.is_string()) {
     if (std::optional<double> d = ParsePythonFloat(v.str())) return Value(*d);
@@ -316,7 +317,10 @@ inline Value Indent(const FilterContext&, const Value& v, CallArgs& a) {
   std::string indention = width.is_string() ? width.str() : std::string(static_cast<size_t>(std::max<int64_t>(0, p.Int(0, 4))), ' ');
   bool first = Truthy(p.get(1, Value(false)));
   bool blank = Truthy(p.get(2, Value(false)));
-  std::string s = Str(v) + "\n";
+  // do_indent appends "\n" to its input, so only strings work.
+  if (v.is_undefined()) FailUndefined(v);
+  if (!v.is_string()) TypeFail("unsupported operand type(s) for +=: '" + TypeName(v) + "' and 'str'");
+  std::string s = v.str() + "\n";
   ValueList lines = SplitLines(s, false).items();
   std::string rv;
   if (blank) {
@@ -340,17 +344,22 @@ inline Value Int(const FilterContext&, const Value& v, CallArgs& a) {
   Params p("int", a, {"default", "base"});
   Value fallback = p.get(0, Value(int64_t{0}));
   int64_t base = p.Int(1, 10);
+  if (v.is_undefined()) FailUndefined(v);  // int(Undefined) raises
   if (v.is_string()) {
     if (std::optional<int64_t> i = ParsePythonInt(v.str(), base)) return Value(*i);
     if (std::optional<double> d = ParsePythonFloat(v.str())) {
-      if (std::isfinite(*d) && std::fabs(*d) < 9.2e18) return Value(static_cast<int64_t>(std::trunc(*d)));
+      if (!std::isfinite(*d)) return fallback;
+      if (std::fabs(*d) >= 9.2e18) IntOverflow();
+      return Value(static_cast<int64_t>(std::trunc(*d)));
     }
     return fallback;
   }
   if (IsIntLike(v)) return Value(v.as_integer());
   if (v.is_float()) {
     double d = v.as_float();
-    if (std::isfinite(d) && std::fabs(d) < 9.2e18) return Value(static_cast<int64_t>(std::trunc(d)));
+    if (std::isnan(d) || std::isinf(d)) return fallback;  // ValueError / OverflowError in int()
+    if (std::fabs(d) >= 9.2e18) IntOverflow();  // Python gives a big int
+    return Value(static_cast<int64_t>(std::trunc(d)));
   }
   return fallback;
 }
@@ -400,8 +409,9 @@ inline Value Upper(const FilterContext&, const Value& v, CallArgs& a) {
 }
 
 inline Value Map(const FilterContext& ctx, const Value& v, CallArgs& a) {
-  ValueList items = Iterate(v);
   ValueList out;
+  if (!Truthy(v)) return Value::Iterator("do_map", {});  // `if value:` in sync_do_map
+  ValueList items = Iterate(v);
   bool by_attribute = a.positional.empty() &&
                       std::any_of(a.keyword.begin(), a.keyword.end(), [](const auto& kv) { return kv.first == "attribute"; });
   if (by_attribute) {
@@ -663,6 +673,7 @@ inline Value Unique(const FilterContext&, const Value& v, CallArgs& a) {
   for (const Value& item : Iterate(v)) {
     Value key = LookupAttributePath(item, p[1], nullptr);
     if (!case_sensitive) key = IgnoreCase(key);
+    RequireHashable(key);  // Jinja keeps a set of seen keys
     if (std::none_of(seen.begin(), seen.end(), [&](const Value& s) { return Equals(s, key); })) {
       seen.push_back(key);
       out.push_back(item);
@@ -775,7 +786,10 @@ inline const Value& OneArg(const char* name, CallArgs& a) {
 }
 
 inline bool Boolean(const FilterContext&, const Value& v, CallArgs&) { return v.is_bool(); }
-inline bool CallableTest(const FilterContext&, const Value& v, CallArgs&) { return v.is_callable(); }
+// Undefined defines __call__ (it raises when called), so it is callable.
+inline bool CallableTest(const FilterContext&, const Value& v, CallArgs&) {
+  return v.is_callable() || v.is_undefined();
+}
 inline bool Defined(const FilterContext&, const Value& v, CallArgs&) { return !v.is_undefined(); }
 inline bool UndefinedTest(const FilterContext&, const Value& v, CallArgs&) { return v.is_undefined(); }
 inline bool DivisibleBy(const FilterContext&, const Value& v, CallArgs& a) {

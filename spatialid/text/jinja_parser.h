@@ -87,7 +87,8 @@ struct Node {
     kMacro,        // name(params=defaults): body
     kFilterBlock,  // body | filter
     kWith,         // with targets = values: body
-    kScope,        // body in the enclosing scope (generation blocks)
+    kScope,        // body in the enclosing scope ({% print %})
+    kGeneration,   // transformers' generation block: a caller macro, own scope
     kBreak,
     kContinue,
   };
@@ -107,6 +108,10 @@ struct Node {
   std::vector<ExprPtr> defaults;  // one per param, null when required
   std::vector<ExprPtr> targets;
   std::vector<ExprPtr> values;
+  // Names Jinja's compiler starts as "missing" in the scope this node opens
+  // (its body; else_body for a for loop): see ScopeAnalyzer.
+  std::vector<std::string> body_missing;
+  std::vector<std::string> else_missing;
 };
 
 // Which filter and test names exist (Jinja fails on others at parse time)
@@ -342,8 +347,12 @@ class Parser {
     if (tag == "print") return ParsePrint();
     if (tag == "generation") {
       Next();
-      auto n = MakeNode(Node::Kind::kScope, line);
+      auto n = MakeNode(Node::Kind::kGeneration, line);
+      // The body becomes a caller() macro: no break/continue across it.
+      int saved_loop_depth = loop_depth_;
+      loop_depth_ = 0;
       n->body = ParseStatements({"endgeneration"}, true);
+      loop_depth_ = saved_loop_depth;
       return n;
     }
     Next();  // break / continue

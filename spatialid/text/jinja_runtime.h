@@ -189,6 +189,8 @@ inline Value Repeat(const Value& seq, int64_t times) {
 
 // Python's binary operators; `op` is the Jinja operator text.
 inline Value BinaryOp(std::string_view op, const Value& a, const Value& b) {
+  // str.__mod__ accepts any right operand, Undefined included.
+  if (op == "%" && a.is_string()) return Value(PercentFormat(a.str(), b));
   if (a.is_undefined()) FailUndefined(a);
   if (b.is_undefined()) FailUndefined(b);
   bool numbers = a.is_number() && b.is_number();
@@ -243,7 +245,6 @@ inline Value BinaryOp(std::string_view op, const Value& a, const Value& b) {
     return FloorDivide(a, b);
   }
   if (op == "%") {
-    if (a.is_string()) return Value(PercentFormat(a.str(), b));
     if (!numbers) OperandFail("%", a, b);
     return Modulo(a, b);
   }
@@ -271,6 +272,14 @@ inline Value Positive(const Value& v) {
   TypeFail("bad operand type for unary +: '" + TypeName(v) + "'");
 }
 
+// Python raises for dict lookups with a list or dict key.
+inline void RequireHashable(const Value& key) {
+  if (key.is_list() || key.is_dict()) TypeFail("unhashable type: '" + TypeName(key) + "'");
+  if (key.is_tuple()) {
+    for (const Value& v : key.items()) RequireHashable(v);
+  }
+}
+
 // Python's `item in container`.
 inline bool Contains(const Value& container, const Value& item) {
   switch (container.kind()) {
@@ -286,7 +295,9 @@ inline bool Contains(const Value& container, const Value& item) {
         if (Equals(v, item)) return true;
       }
       return false;
-    case Value::Kind::kDict: return DictFind(container.dict(), item) != nullptr;
+    case Value::Kind::kDict:
+      RequireHashable(item);
+      return DictFind(container.dict(), item) != nullptr;
     case Value::Kind::kIterator: {
       IteratorState& it = container.iterator();
       while (it.position < it.items.size()) {
@@ -323,11 +334,15 @@ inline bool CompareOp(std::string_view op, const Value& a, const Value& b) {
 inline std::string PercentFormat(const std::string& format, const Value& args) {
   std::vector<Value> positional;
   const DictEntries* mapping = nullptr;
+  // CPython: a non-tuple operand with __getitem__ (dict, list, Undefined) may
+  // be used as a mapping, and then unused arguments are not an error.
+  bool mapping_like = false;
   if (args.is_tuple()) {
     positional = args.items();
   } else {
     positional.push_back(args);
     if (args.is_dict()) mapping = &args.dict();
+    mapping_like = args.is_dict() || args.is_list() || args.is_undefined();
   }
   size_t next_arg = 0;
   std::string out;
@@ -341,7 +356,10 @@ inline std::string PercentFormat(const std::string& format, const Value& args) {
     if (format[i] == '(') {
       size_t close = format.find(')', i);
       if (close == std::string::npos) Fail(TemplateError::Kind::kValue, "incomplete format key");
-      if (mapping == nullptr) TypeFail("format requires a mapping");
+      if (mapping == nullptr) {
+        if (args.is_undefined()) FailUndefined(args);
+        TypeFail(mapping_like ? "list indices must be integers or slices, not str" : "format requires a mapping");
+      }
       std::string key = format.substr(i + 1, close - i - 1);
       arg = DictFindString(*mapping, key);
       if (arg == nullptr) Fail(TemplateError::Kind::kValue, "KeyError: " + StringRepr(key));
@@ -441,7 +459,7 @@ inline std::string PercentFormat(const std::string& format, const Value& args) {
     }
     out += piece;
   }
-  if (next_arg < positional.size() && mapping == nullptr) {
+  if (next_arg < positional.size() && !mapping_like) {
     TypeFail("not all arguments converted during string formatting");
   }
   return out;
@@ -933,6 +951,7 @@ inline Value CallDictMethod(const Value& obj, const std::string& method, CallArg
   if (method == "get") {
     Params p(fn, args, {"key", "default"});
     p.Require(0);
+    RequireHashable(p[0]);
     const Value* v = DictFind(d, p[0]);
     return v != nullptr ? *v : p.get(1, Value::None());
   }

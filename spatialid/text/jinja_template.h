@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -159,17 +160,255 @@ class LoopObject : public Object, public std::enable_shared_from_this<LoopObject
 struct ParsedTemplate {
   std::string name;
   Body body;
+  std::vector<std::string> root_missing;  // see ScopeAnalyzer
 };
+
+// Jinja's compiler resolves names statically (idtracking.py), which shows in
+// one case a dynamic scope chain gets wrong: when a scope's first mention of
+// a name is an assignment (outside any if-branch) and no enclosing scope
+// mentions the name, the compiled code starts that local as "missing". A
+// nested scope (loop body, with, macro, set block) reading it before the
+// assignment then sees an undefined value, even when the render variables
+// have that name. ScopeAnalyzer finds those names per scope; the renderer
+// starts each scope with them set to undefined.
+class ScopeAnalyzer {
+ public:
+  // Fills root_missing and every node's body_missing / else_missing.
+  static void Analyze(ParsedTemplate& t) {
+    std::vector<const std::set<std::string>*> no_ancestors;
+    t.root_missing = AnalyzeScope(t.body, {}, nullptr, no_ancestors);
+  }
+
+ private:
+  struct Scope {
+    std::set<std::string> refs;
+    std::vector<std::string> missing;
+    const std::vector<const std::set<std::string>*>* ancestors;
+
+    bool AncestorHas(const std::string& name) const {
+      for (const auto* refs_of : *ancestors) {
+        if (refs_of->count(name)) return true;
+      }
+      return false;
+    }
+    void Load(const std::string& name) { refs.insert(name); }
+    void Param(const std::string& name) { refs.insert(name); }
+    void Store(const std::string& name, bool in_branch) {
+      if (refs.count(name)) return;
+      refs.insert(name);
+      if (!in_branch && !AncestorHas(name)) missing.push_back(name);
+    }
+  };
+
+  // Analyzes one scope: `params` are its parameters, `extra_loads` an
+  // expression visited first (macro defaults, a for loop's test); then the
+  // body's nested scopes, with this scope's references as an ancestor.
+  static std::vector<std::string> AnalyzeScope(Body& body, const std::vector<std::string>& params,
+                                               const std::vector<const Expr*>* extra_loads,
+                                               const std::vector<const std::set<std::string>*>& ancestors) {
+    Scope scope{{}, {}, &ancestors};
+    for (const std::string& p : params) scope.Param(p);
+    if (extra_loads != nullptr) {
+      for (const Expr* e : *extra_loads) VisitExpr(e, scope);
+    }
+    for (NodePtr& node : body) VisitNode(*node, scope, false);
+    std::vector<const std::set<std::string>*> inner = ancestors;
+    inner.push_back(&scope.refs);
+    for (NodePtr& node : body) AnalyzeNested(*node, inner);
+    return scope.missing;
+  }
+
+  static void VisitExpr(const Expr* e, Scope& scope) {
+    if (e == nullptr) return;
+    if (e->kind == Expr::Kind::kName || e->kind == Expr::Kind::kNsRef) scope.Load(e->name);
+    for (const ExprPtr& c : e->children) VisitExpr(c.get(), scope);
+    for (const Keyword& kw : e->kwargs) VisitExpr(kw.value.get(), scope);
+    VisitExpr(e->dyn_args.get(), scope);
+    VisitExpr(e->dyn_kwargs.get(), scope);
+  }
+
+  static void StoreTarget(const Expr* target, Scope& scope, bool in_branch) {
+    if (target->kind == Expr::Kind::kName) {
+      scope.Store(target->name, in_branch);
+    } else if (target->kind == Expr::Kind::kTuple) {
+      for (const ExprPtr& c : target->children) StoreTarget(c.get(), scope, in_branch);
+    } else if (target->kind == Expr::Kind::kNsRef) {
+      scope.Load(target->name);
+    }
+  }
+
+  // What Jinja's FrameSymbolVisitor sees of a node inside its scope: nested
+  // scopes contribute only what is evaluated outside them.
+  static void VisitNode(Node& node, Scope& scope, bool in_branch) {
+    switch (node.kind) {
+      case Node::Kind::kOutput: VisitExpr(node.expr.get(), scope); break;
+      case Node::Kind::kSet:
+        VisitExpr(node.expr.get(), scope);
+        StoreTarget(node.target.get(), scope, in_branch);
+        break;
+      case Node::Kind::kSetBlock: StoreTarget(node.target.get(), scope, in_branch); break;
+      case Node::Kind::kFor: VisitExpr(node.expr.get(), scope); break;
+      case Node::Kind::kIf:
+        for (auto& [test, body] : node.branches) {
+          VisitExpr(test.get(), scope);
+          for (NodePtr& child : body) VisitNode(*child, scope, true);
+        }
+        for (NodePtr& child : node.else_body) VisitNode(*child, scope, true);
+        break;
+      case Node::Kind::kWith:
+        for (const ExprPtr& v : node.values) VisitExpr(v.get(), scope);
+        break;
+      case Node::Kind::kMacro: scope.Store(node.name, in_branch); break;
+      case Node::Kind::kFilterBlock: VisitExpr(node.filter.get(), scope); break;
+      case Node::Kind::kScope:
+        for (NodePtr& child : node.body) VisitNode(*child, scope, in_branch);
+        break;
+      default: break;
+    }
+  }
+
+  static void TargetNames(const Expr* target, std::vector<std::string>& out) {
+    if (target->kind == Expr::Kind::kName) out.push_back(target->name);
+    for (const ExprPtr& c : target->children) TargetNames(c.get(), out);
+  }
+
+  static bool UsesName(const Body& body, const std::string& name);
+  static bool UsesName(const Expr* e, const std::string& name) {
+    if (e == nullptr) return false;
+    if (e->kind == Expr::Kind::kName && e->name == name) return true;
+    for (const ExprPtr& c : e->children) {
+      if (UsesName(c.get(), name)) return true;
+    }
+    for (const Keyword& kw : e->kwargs) {
+      if (UsesName(kw.value.get(), name)) return true;
+    }
+    return UsesName(e->dyn_args.get(), name) || UsesName(e->dyn_kwargs.get(), name);
+  }
+
+  // Scopes opened inside a scope, analyzed once the outer one is complete.
+  static void AnalyzeNested(Node& node, const std::vector<const std::set<std::string>*>& ancestors) {
+    switch (node.kind) {
+      case Node::Kind::kFor: {
+        std::vector<std::string> params;
+        TargetNames(node.target.get(), params);
+        if (UsesName(node.body, "loop")) params.push_back("loop");
+        node.body_missing = AnalyzeScope(node.body, params, nullptr, ancestors);
+        node.else_missing = AnalyzeScope(node.else_body, {}, nullptr, ancestors);
+        break;
+      }
+      case Node::Kind::kWith: {
+        std::vector<std::string> params;
+        for (const ExprPtr& t : node.targets) TargetNames(t.get(), params);
+        node.body_missing = AnalyzeScope(node.body, params, nullptr, ancestors);
+        break;
+      }
+      case Node::Kind::kMacro: {
+        std::vector<const Expr*> defaults;
+        for (const ExprPtr& d : node.defaults) defaults.push_back(d.get());
+        node.body_missing = AnalyzeScope(node.body, node.params, &defaults, ancestors);
+        break;
+      }
+      case Node::Kind::kSetBlock:
+      case Node::Kind::kGeneration:
+        node.body_missing = AnalyzeScope(node.body, {}, nullptr, ancestors);
+        break;
+      case Node::Kind::kFilterBlock: {
+        std::vector<const Expr*> filter = {node.filter.get()};
+        node.body_missing = AnalyzeScope(node.body, {}, &filter, ancestors);
+        break;
+      }
+      case Node::Kind::kIf:
+        for (auto& branch : node.branches) {
+          for (NodePtr& child : branch.second) AnalyzeNested(*child, ancestors);
+        }
+        for (NodePtr& child : node.else_body) AnalyzeNested(*child, ancestors);
+        break;
+      case Node::Kind::kScope:
+        for (NodePtr& child : node.body) AnalyzeNested(*child, ancestors);
+        break;
+      default: break;
+    }
+  }
+};
+
+inline bool ScopeAnalyzer::UsesName(const Body& body, const std::string& name) {
+  for (const NodePtr& n : body) {
+    if (UsesName(n->expr.get(), name) || UsesName(n->target.get(), name) || UsesName(n->filter_test.get(), name) ||
+        UsesName(n->filter.get(), name) || UsesName(n->body, name) || UsesName(n->else_body, name)) {
+      return true;
+    }
+    for (const auto& [test, b] : n->branches) {
+      if (UsesName(test.get(), name) || UsesName(b, name)) return true;
+    }
+    for (const ExprPtr& v : n->values) {
+      if (UsesName(v.get(), name)) return true;
+    }
+    for (const ExprPtr& d : n->defaults) {
+      if (UsesName(d.get(), name)) return true;
+    }
+  }
+  return false;
+}
+
+// A scope as compiled code starts it: names ScopeAnalyzer found are missing.
+inline std::shared_ptr<Frame> ScopeFrame(const std::shared_ptr<Frame>& parent, const std::vector<std::string>& missing) {
+  auto f = ChildFrame(parent);
+  for (const std::string& name : missing) f->Set(name, Value::Undefined("'" + name + "' is undefined"));
+  return f;
+}
+
+// Thrown while evaluating an expression at "compile time" when it is not a
+// constant (Jinja's nodes.Impossible).
+struct NotConstant {};
+
+// Filters that receive the render context; Jinja never folds them.
+inline bool IsContextFilter(std::string_view name) {
+  return name == "map" || name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr";
+}
+
+// Python's compiler.has_safe_repr: values Jinja may inline as constants.
+inline bool HasSafeRepr(const Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::kNone:
+    case Value::Kind::kBool:
+    case Value::Kind::kInt:
+    case Value::Kind::kFloat:
+    case Value::Kind::kString: return true;
+    case Value::Kind::kList:
+    case Value::Kind::kTuple:
+      return std::all_of(v.items().begin(), v.items().end(), [](const Value& x) { return HasSafeRepr(x); });
+    case Value::Kind::kDict:
+      return std::all_of(v.dict().items.begin(), v.dict().items.end(),
+                         [](const auto& kv) { return HasSafeRepr(kv.first) && HasSafeRepr(kv.second); });
+    default: return false;
+  }
+}
 
 class Renderer {
  public:
   Renderer(const FilterContext& filters, std::shared_ptr<Frame> root) : filters_(filters), root_(std::move(root)) {}
 
-  std::string Render(const Body& body) {
+  // Jinja's Node.as_const: the value of an expression made only of
+  // literals, evaluated the way the optimizer does (a slice goes through
+  // getitem, so slicing a number gives an undefined value instead of a
+  // TypeError), or nullopt when it is not constant or fails.
+  std::optional<Value> ConstValue(const Expr& e) {
+    const bool saved = const_mode_;
+    const_mode_ = true;
+    std::optional<Value> out;
+    try {
+      out = Eval(e, nullptr);
+    } catch (const NotConstant&) {
+    } catch (const TemplateError&) {
+    }
+    const_mode_ = saved;
+    return out;
+  }
+
+  std::string Render(const ParsedTemplate& t) {
     std::string out;
     out_ = &out;
-    auto top = ChildFrame(root_);
-    Exec(body, top);
+    Exec(t.body, ScopeFrame(root_, t.root_missing));
     return out;
   }
 
@@ -219,6 +458,7 @@ class Renderer {
       case Node::Kind::kData: *out_ += node.data; return Flow::kNormal;
       case Node::Kind::kOutput: *out_ += Str(Eval(*node.expr, frame)); return Flow::kNormal;
       case Node::Kind::kScope: return Exec(node.body, frame);
+      case Node::Kind::kGeneration: Exec(node.body, ScopeFrame(frame, node.body_missing)); return Flow::kNormal;
       case Node::Kind::kBreak: return Flow::kBreak;
       case Node::Kind::kContinue: return Flow::kContinue;
       case Node::Kind::kIf:
@@ -232,7 +472,8 @@ class Renderer {
         std::string text;
         {
           Capture capture(this);
-          Exec(node.body, ChildFrame(frame));
+          // Compiled inline: break/continue leave before the assignment.
+          if (Flow flow = Exec(node.body, ScopeFrame(frame, node.body_missing)); flow != Flow::kNormal) return flow;
           text = std::move(capture.text());
         }
         Value value(std::move(text));
@@ -244,14 +485,14 @@ class Renderer {
         std::string text;
         {
           Capture capture(this);
-          Exec(node.body, ChildFrame(frame));
+          if (Flow flow = Exec(node.body, ScopeFrame(frame, node.body_missing)); flow != Flow::kNormal) return flow;
           text = std::move(capture.text());
         }
         *out_ += Str(ApplyFilterChain(*node.filter, Value(std::move(text)), frame));
         return Flow::kNormal;
       }
       case Node::Kind::kWith: {
-        auto inner = ChildFrame(frame);
+        auto inner = ScopeFrame(frame, node.body_missing);
         for (size_t i = 0; i < node.targets.size(); ++i) {
           Assign(*node.targets[i], Eval(*node.values[i], frame), inner);
         }
@@ -274,20 +515,22 @@ class Renderer {
     } else {
       kept = std::move(all);
     }
-    if (kept.empty()) {
-      Exec(node.else_body, ChildFrame(frame));
-      return Flow::kNormal;
-    }
     auto items = std::make_shared<const ValueList>(std::move(kept));
     auto loop = std::make_shared<LoopObject>(items);
     Value loop_value = Value::FromObject(loop);
+    // Jinja marks the loop as iterated at the end of the body, which
+    // break and continue skip: else runs unless an iteration completed.
+    bool completed = false;
     for (size_t i = 0; i < items->size(); ++i) {
-      auto f = ChildFrame(frame);
+      auto f = ScopeFrame(frame, node.body_missing);
       Assign(*node.target, (*items)[i], f);
       loop->SetIndex(i);
       f->Set("loop", loop_value);
-      if (Exec(node.body, f) == Flow::kBreak) break;
+      Flow flow = Exec(node.body, f);
+      if (flow == Flow::kNormal) completed = true;
+      if (flow == Flow::kBreak) break;
     }
+    if (!completed) Exec(node.else_body, ScopeFrame(frame, node.else_missing));
     return Flow::kNormal;
   }
 
@@ -324,7 +567,7 @@ class Renderer {
     return Value::Function(node.name, [this, macro, defined_in](CallArgs& args) -> Value {
       std::shared_ptr<Frame> parent = defined_in.lock();
       if (!parent) parent = root_;
-      auto local = ChildFrame(parent);
+      auto local = ScopeFrame(parent, macro->body_missing);
       const size_t n = macro->params.size();
       if (args.positional.size() > n) {
         TypeFail("macro '" + macro->name + "' takes not more than " + std::to_string(n) + " argument(s)");
@@ -394,6 +637,7 @@ class Renderer {
     switch (e.kind) {
       case Expr::Kind::kConst: return e.constant;
       case Expr::Kind::kName: {
+        if (const_mode_) throw NotConstant{};
         if (const Value* v = frame->Find(e.name)) return *v;
         return Value::Undefined("'" + e.name + "' is undefined");
       }
@@ -407,8 +651,7 @@ class Renderer {
         DictEntries d;
         for (size_t i = 0; i + 1 < e.children.size(); i += 2) {
           Value key = Eval(*e.children[i], frame);
-          if (key.is_sequence() && key.is_list()) TypeFail("unhashable type: 'list'");
-          if (key.is_dict()) TypeFail("unhashable type: 'dict'");
+          RequireHashable(key);
           DictSet(d, std::move(key), Eval(*e.children[i + 1], frame));
         }
         return Value::Dict(std::move(d));
@@ -418,29 +661,43 @@ class Renderer {
         Value obj = Eval(*e.children[0], frame);
         const Expr& key = *e.children[1];
         if (key.kind == Expr::Kind::kSlice) {
-          if (obj.is_undefined()) FailUndefined(obj);
+          // Jinja compiles slices to a plain Python subscript, bypassing the
+          // environment's getitem: errors are raised, not made undefined.
           Value start = key.children[0] ? Eval(*key.children[0], frame) : Value::None();
           Value stop = key.children[1] ? Eval(*key.children[1], frame) : Value::None();
           Value step = key.children[2] ? Eval(*key.children[2], frame) : Value::None();
-          if (!obj.is_string() && !obj.is_sequence()) {
-            return Value::Undefined(ObjectTypeRepr(obj) + " has no element slice");
+          if (const_mode_) {
+            // Folded through environment.getitem: TypeError becomes undefined.
+            auto undefined = [&] {
+              return Value::Undefined(ObjectTypeRepr(obj) + " has no element slice(" + Repr(start) + ", " +
+                                      Repr(stop) + ", " + Repr(step) + ")");
+            };
+            if (!obj.is_string() && !obj.is_sequence()) {
+              if (obj.is_undefined()) FailUndefined(obj);
+              return undefined();
+            }
+            try {
+              return SliceValue(obj, start, stop, step);
+            } catch (const TemplateError& err) {
+              if (err.kind() == TemplateError::Kind::kType) return undefined();
+              throw;
+            }
           }
-          try {
-            return SliceValue(obj, start, stop, step);
-          } catch (const TemplateError& err) {
-            if (err.kind() != TemplateError::Kind::kType) throw;
-            return Value::Undefined(ObjectTypeRepr(obj) + " has no element slice");
-          }
+          if (obj.is_undefined()) FailUndefined(obj);
+          if (obj.is_dict()) TypeFail("unhashable type: 'slice'");
+          return SliceValue(obj, start, stop, step);
         }
         return GetItem(obj, Eval(key, frame));
       }
       case Expr::Kind::kSlice: Fail(TemplateError::Kind::kSyntax, "slice outside of a subscript");
       case Expr::Kind::kCall: {
+        if (const_mode_) throw NotConstant{};
         Value callee = Eval(*e.children[0], frame);
         CallArgs args = EvalArgs(e, 1, frame);
         return CallValue(callee, args);
       }
       case Expr::Kind::kFilter: {
+        if (const_mode_ && (!e.children[0] || IsContextFilter(e.name))) throw NotConstant{};
         Value input = e.children[0] ? Eval(*e.children[0], frame) : Value();
         CallArgs args = EvalArgs(e, 1, frame);
         return filters_.CallFilter(e.name, input, args);
@@ -483,6 +740,7 @@ class Renderer {
       case Expr::Kind::kCondExpr: {
         if (Truthy(Eval(*e.children[0], frame))) return Eval(*e.children[1], frame);
         if (e.children[2]) return Eval(*e.children[2], frame);
+        if (const_mode_) throw NotConstant{};
         return Value::Undefined("the inline if-expression on line " + std::to_string(e.line) +
                                 " evaluated to false and no else section was defined.");
       }
@@ -495,6 +753,72 @@ class Renderer {
   std::shared_ptr<Frame> root_;
   std::string* out_ = nullptr;
   int depth_ = 0;
+  bool const_mode_ = false;
+};
+
+// Jinja's compile-time constant folding, which changes what some templates
+// print: optimizer.py replaces every literal-only subexpression whose value
+// has a safe repr by that value, and the compiler prints a literal-only
+// `{{ }}` expression as data (whatever its value). Both evaluate with
+// as_const semantics (see Renderer::ConstValue).
+class ConstantFolder {
+ public:
+  explicit ConstantFolder(Renderer* renderer) : renderer_(renderer) {}
+
+  void FoldBody(Body& body) {
+    for (NodePtr& node : body) FoldNode(node);
+  }
+
+ private:
+  void FoldExpr(ExprPtr& e) {
+    if (!e) return;
+    for (ExprPtr& child : e->children) FoldExpr(child);
+    for (Keyword& kw : e->kwargs) FoldExpr(kw.value);
+    FoldExpr(e->dyn_args);
+    FoldExpr(e->dyn_kwargs);
+    if (e->kind == Expr::Kind::kConst || e->kind == Expr::Kind::kSlice || e->kind == Expr::Kind::kNsRef) return;
+    std::optional<Value> v = renderer_->ConstValue(*e);
+    if (!v || !HasSafeRepr(*v)) return;
+    auto c = std::make_unique<Expr>();
+    c->kind = Expr::Kind::kConst;
+    c->line = e->line;
+    c->constant = std::move(*v);
+    e = std::move(c);
+  }
+
+  void FoldNode(NodePtr& node) {
+    switch (node->kind) {
+      case Node::Kind::kOutput: {
+        FoldExpr(node->expr);
+        if (std::optional<Value> v = renderer_->ConstValue(*node->expr)) {
+          node->kind = Node::Kind::kData;
+          node->data = Str(*v);
+          node->expr.reset();
+        }
+        return;
+      }
+      case Node::Kind::kIf:
+        for (auto& [test, body] : node->branches) {
+          FoldExpr(test);
+          FoldBody(body);
+        }
+        break;
+      case Node::Kind::kWith:
+        for (ExprPtr& value : node->values) FoldExpr(value);
+        break;
+      case Node::Kind::kMacro:
+        for (ExprPtr& d : node->defaults) FoldExpr(d);
+        break;
+      default: break;
+    }
+    FoldExpr(node->expr);
+    FoldExpr(node->filter_test);
+    FoldExpr(node->filter);
+    FoldBody(node->body);
+    FoldBody(node->else_body);
+  }
+
+  Renderer* renderer_;
 };
 
 inline absl::Status ToStatus(const TemplateError& e, std::string_view name) {
@@ -530,6 +854,9 @@ class JinjaTemplate {
       auto parsed = std::make_shared<jinja::internal::ParsedTemplate>();
       parsed->name = name;
       parsed->body = parser.ParseTemplate();
+      jinja::internal::Renderer folder_renderer(FilterContextInstance(), nullptr);
+      jinja::internal::ConstantFolder(&folder_renderer).FoldBody(parsed->body);
+      jinja::internal::ScopeAnalyzer::Analyze(*parsed);
       JinjaTemplate t;
       t.parsed_ = std::move(parsed);
       return t;
@@ -543,8 +870,6 @@ class JinjaTemplate {
     if (!variables.is_dict()) {
       return absl::InvalidArgumentError(absl::StrCat(name(), ": render variables must be a mapping"));
     }
-    static const jinja::internal::FilterContext kFilters{&jinja::internal::BuiltinFilters(),
-                                                          &jinja::internal::BuiltinTests()};
     auto global_frame = std::make_shared<jinja::internal::Frame>();
     for (auto& [key, value] : jinja::internal::DefaultGlobals()) global_frame->Set(key, value);
     for (const auto& [key, value] : globals) global_frame->Set(key, value);
@@ -554,8 +879,8 @@ class JinjaTemplate {
       variable_frame->Set(key.str(), value);
     }
     try {
-      jinja::internal::Renderer renderer(kFilters, variable_frame);
-      return renderer.Render(parsed_->body);
+      jinja::internal::Renderer renderer(FilterContextInstance(), variable_frame);
+      return renderer.Render(*parsed_);
     } catch (const jinja::TemplateError& e) {
       return jinja::internal::ToStatus(e, name());
     }
@@ -572,6 +897,12 @@ class JinjaTemplate {
 
  private:
   JinjaTemplate() = default;
+
+  static const jinja::internal::FilterContext& FilterContextInstance() {
+    static const jinja::internal::FilterContext kFilters{&jinja::internal::BuiltinFilters(),
+                                                          &jinja::internal::BuiltinTests()};
+    return kFilters;
+  }
   std::shared_ptr<const jinja::internal::ParsedTemplate> parsed_;
 };
 

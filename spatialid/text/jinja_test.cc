@@ -196,6 +196,39 @@ TEST(JinjaStatements, MacrosSetBlocksFilterBlocksAndGeneration) {
   EXPECT_EQ(Render("{% with a = 2 %}{{ a * 2 }}{% endwith %}[{{ a }}]"), "4[]");
 }
 
+// Behaviours that come from how Jinja compiles templates rather than from
+// the language reference (each checked against jinja2 3.1).
+TEST(JinjaCompilerQuirks, ForElseRunsUnlessAnIterationCompleted) {
+  EXPECT_EQ(Render("{% for i in [1, 2] %}{% continue %}{% else %}E{% endfor %}"), "E");
+  EXPECT_EQ(Render("{% for i in [1, 2] %}{% if i == 2 %}{% continue %}{% endif %}{% else %}E{% endfor %}"), "");
+  EXPECT_EQ(Render("{% for i in [1] %}{% break %}{% else %}E{% endfor %}"), "E");
+}
+
+TEST(JinjaCompilerQuirks, LoopControlsLeaveSetBlocksBeforeTheAssignment) {
+  EXPECT_EQ(Render("{% for i in [1, 2] %}{% set s %}{{ i }}{% continue %}{% endset %}[{{ s }}]{% endfor %}"), "");
+}
+
+TEST(JinjaCompilerQuirks, ConstantSlicesAreFoldedThroughGetitem) {
+  // Literal-only expressions are evaluated at compile time, where a slice of
+  // a number is undefined; at run time the same slice is a TypeError.
+  EXPECT_EQ(Render("{{ (2)[:1] }}|{{ ((2)[:1] is undefined) }}|"), "|True|");
+  EXPECT_NE(RenderError("{{ x[:1] }}", Json{{"x", 2}}).message().find("'int' object is not subscriptable"),
+            std::string::npos);
+}
+
+TEST(JinjaCompilerQuirks, NamesAssignedLaterInTheEnclosingScopeReadAsUndefined) {
+  Json vars = {{"b", "ctx"}};
+  EXPECT_EQ(Render("{% with a = 1 %}[{{ b }}]{% endwith %}{% set b = 2 %}[{{ b }}]", vars), "[][2]");
+  EXPECT_EQ(Render("[{{ b }}]{% set b = 2 %}[{{ b }}]", vars), "[ctx][2]");
+  EXPECT_EQ(Render("{% for i in [1] %}{% with a = 7 %}[{{ b }}]{% endwith %}{% set b = 2 %}{% endfor %}", vars),
+            "[]");
+  EXPECT_EQ(Render("{% for i in [1] %}{% if true %}[{{ b }}]{% endif %}{% set b = 2 %}{% endfor %}", vars), "[ctx]");
+}
+
+TEST(JinjaCompilerQuirks, GenerationBlocksHaveTheirOwnScope) {
+  EXPECT_EQ(Render("{% generation %}{% set g = 1 %}{{ g }}{% endgeneration %}[{{ g }}]"), "1[]");
+}
+
 TEST(JinjaUndefined, PrintsEmptyIsFalsyAndFailsOnUse) {
   EXPECT_EQ(Render("[{{ x }}]{% if x %}t{% else %}f{% endif %}{% for i in x %}i{% endfor %}{{ x | length }}"), "[]f0");
   auto status = RenderError("line one\n{{ x.attr }}");
