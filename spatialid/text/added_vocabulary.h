@@ -245,30 +245,6 @@ class AddedVocabulary {
     return StartsWithWord(s.substr(last));
   }
 
-  // Start of the whitespace run that ends `s` (Rust `\s*$`).
-  static size_t TrailingSpaceStart(std::string_view s) {
-    size_t start = 0, pos = 0;
-    bool in_run = false;
-    while (pos < s.size()) {
-      const size_t at = pos;
-      const bool ws = IsWhitespace(DecodeUtf8(s, pos));
-      if (ws && !in_run) start = at;
-      in_run = ws;
-    }
-    return in_run ? start : s.size();
-  }
-
-  // Length of the whitespace run that starts `s` (Rust `^\s*`).
-  static size_t LeadingSpaceLength(std::string_view s) {
-    size_t pos = 0;
-    while (pos < s.size()) {
-      size_t next = pos;
-      if (!IsWhitespace(DecodeUtf8(s, next))) break;
-      pos = next;
-    }
-    return pos;
-  }
-
   // HF `AddedVocabulary::find_matches`.
   void FindMatches(std::string_view sentence, const Trie& trie, std::vector<Match>* out) const {
     out->clear();
@@ -298,9 +274,9 @@ class AddedVocabulary {
         if (!start_space || !stop_space) continue;
       }
       if (token->lstrip) {
-        start = std::max(TrailingSpaceStart(sentence.substr(0, start)), start_offset);
+        start = std::max(TrailingWhitespaceStart(sentence.substr(0, start)), start_offset);
       }
-      if (token->rstrip) stop += LeadingSpaceLength(sentence.substr(stop));
+      if (token->rstrip) stop += LeadingWhitespaceLength(sentence.substr(stop));
       if (start_offset < start) out->push_back({start_offset, start, -1});
       out->push_back({start, stop, id});
       start_offset = stop;

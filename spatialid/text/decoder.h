@@ -237,13 +237,8 @@ inline absl::StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const nlohmann::jso
   namespace dc = decoders;
   SPATIALID_ASSIGN_OR_RETURN(std::string type, json_field::Type(j, where));
   if (type == "Sequence") {
-    SPATIALID_ASSIGN_OR_RETURN(const nlohmann::json* list, json_field::Array(j, "decoders", where));
-    std::vector<std::unique_ptr<Decoder>> steps;
-    for (size_t i = 0; i < list->size(); ++i) {
-      SPATIALID_ASSIGN_OR_RETURN(auto step,
-                                 ParseDecoder((*list)[i], json_field::Index(where, "decoders", i)));
-      steps.push_back(std::move(step));
-    }
+    SPATIALID_ASSIGN_OR_RETURN(
+        auto steps, json_field::ParseEach<Decoder>(j, "decoders", where, ParseDecoder));
     return std::unique_ptr<Decoder>(new dc::Sequence(std::move(steps)));
   }
   if (type == "ByteLevel") return std::unique_ptr<Decoder>(new dc::ByteLevel());
@@ -258,9 +253,7 @@ inline absl::StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const nlohmann::jso
                                                   static_cast<size_t>(stop)));
   }
   if (type == "Replace") {
-    auto pattern_it = j.find("pattern");
-    if (pattern_it == j.end()) return json_field::Error(where, "missing field \"pattern\"");
-    SPATIALID_ASSIGN_OR_RETURN(Regex pattern, ParsePattern(*pattern_it, where));
+    SPATIALID_ASSIGN_OR_RETURN(Regex pattern, ParsePattern(j, where));
     SPATIALID_ASSIGN_OR_RETURN(std::string content, json_field::String(j, "content", where));
     return std::unique_ptr<Decoder>(new dc::Replace(std::move(pattern), std::move(content)));
   }

@@ -135,29 +135,9 @@ class Strip final : public Normalizer {
   Strip(bool left, bool right) : left_(left), right_(right) {}
   void Normalize(TextPiece& piece) const override {
     const std::string& s = piece.text;
-    size_t begin = 0;
-    if (left_) {
-      size_t pos = 0;
-      while (pos < s.size()) {
-        size_t next = pos;
-        if (!IsWhitespace(DecodeUtf8(s, next))) break;
-        pos = next;
-      }
-      begin = pos;
-    }
-    size_t end = s.size();
-    if (right_) {
-      // Walk forward remembering where the trailing whitespace run starts.
-      size_t pos = begin, run_start = s.size();
-      bool in_run = false;
-      while (pos < s.size()) {
-        const size_t at = pos;
-        const bool ws = IsWhitespace(DecodeUtf8(s, pos));
-        if (ws && !in_run) run_start = at;
-        in_run = ws;
-      }
-      if (in_run) end = run_start;
-    }
+    const size_t begin = left_ ? LeadingWhitespaceLength(s) : 0;
+    const size_t end =
+        right_ ? begin + TrailingWhitespaceStart(std::string_view(s).substr(begin)) : s.size();
     if (begin == 0 && end == s.size()) return;
     piece.original_begin += begin;
     piece.text = s.substr(begin, end - begin);
@@ -202,15 +182,19 @@ class ByteLevel final : public Normalizer {
 
 }  // namespace normalizers
 
-// Compiles a `{"String": s}` or `{"Regex": r}` pattern object as HF does.
+// Compiles the `"pattern"` field of `j`, `{"String": s}` or `{"Regex": r}`,
+// as HF does.
 inline absl::StatusOr<Regex> ParsePattern(const nlohmann::json& j, const std::string& where) {
-  if (j.is_object() && j.size() == 1) {
-    if (auto it = j.find("String"); it != j.end() && it->is_string()) {
+  auto field = j.find("pattern");
+  if (field == j.end()) return json_field::Error(where, "missing field \"pattern\"");
+  const nlohmann::json& p = *field;
+  if (p.is_object() && p.size() == 1) {
+    if (auto it = p.find("String"); it != p.end() && it->is_string()) {
       auto re = Regex::Literal(it->get<std::string>());
       if (!re.ok()) return json_field::Error(where, re.status().message());
       return re;
     }
-    if (auto it = j.find("Regex"); it != j.end() && it->is_string()) {
+    if (auto it = p.find("Regex"); it != p.end() && it->is_string()) {
       auto re = Regex::Compile(it->get<std::string>());
       if (!re.ok()) return json_field::Error(where, re.status().message());
       return re;
@@ -224,14 +208,8 @@ inline absl::StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohman
                                                                    const std::string& where) {
   SPATIALID_ASSIGN_OR_RETURN(std::string type, json_field::Type(j, where));
   if (type == "Sequence") {
-    SPATIALID_ASSIGN_OR_RETURN(const nlohmann::json* list,
-                               json_field::Array(j, "normalizers", where));
-    std::vector<std::unique_ptr<Normalizer>> steps;
-    for (size_t i = 0; i < list->size(); ++i) {
-      SPATIALID_ASSIGN_OR_RETURN(
-          auto step, ParseNormalizer((*list)[i], json_field::Index(where, "normalizers", i)));
-      steps.push_back(std::move(step));
-    }
+    SPATIALID_ASSIGN_OR_RETURN(
+        auto steps, json_field::ParseEach<Normalizer>(j, "normalizers", where, ParseNormalizer));
     return std::unique_ptr<Normalizer>(new normalizers::Sequence(std::move(steps)));
   }
   if (type == "NFC") return std::unique_ptr<Normalizer>(new normalizers::UnicodeForm(NormalForm::kNfc));
@@ -246,9 +224,7 @@ inline absl::StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohman
   if (type == "StripAccents") return std::unique_ptr<Normalizer>(new normalizers::StripAccents());
   if (type == "ByteLevel") return std::unique_ptr<Normalizer>(new normalizers::ByteLevel());
   if (type == "Replace") {
-    auto pattern_it = j.find("pattern");
-    if (pattern_it == j.end()) return json_field::Error(where, "missing field \"pattern\"");
-    SPATIALID_ASSIGN_OR_RETURN(Regex pattern, ParsePattern(*pattern_it, where));
+    SPATIALID_ASSIGN_OR_RETURN(Regex pattern, ParsePattern(j, where));
     SPATIALID_ASSIGN_OR_RETURN(std::string content, json_field::String(j, "content", where));
     return std::unique_ptr<Normalizer>(
         new normalizers::Replace(std::move(pattern), std::move(content)));

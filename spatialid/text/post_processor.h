@@ -23,7 +23,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "spatialid/text/tokenizer_json.h"
 #include "spatialid/text/unicode.h"
 #include "spatialid/util/status.h"
@@ -83,7 +82,8 @@ class Sequence final : public PostProcessor {
 };
 
 // Reads TemplateProcessing's `single`: a list of {"Sequence": {...}} /
-// {"SpecialToken": {...}} pieces, or the string form "<s> $A".
+// {"SpecialToken": {...}} pieces (HF serialises the "<s> $A" shorthand
+// that way and reads nothing else).
 inline absl::StatusOr<std::unique_ptr<PostProcessor>> ParseTemplate(const nlohmann::json& j,
                                                                     const std::string& where) {
   absl::flat_hash_map<std::string, std::vector<int32_t>> specials;
@@ -126,21 +126,7 @@ inline absl::StatusOr<std::unique_ptr<PostProcessor>> ParseTemplate(const nlohma
     parts.push_back({true, {}});
     return absl::OkStatus();
   };
-  if (single->is_string()) {
-    const std::string single_text = single->get<std::string>();
-    for (absl::string_view item_view : absl::StrSplit(single_text, ' ', absl::SkipEmpty())) {
-      std::string_view item(item_view.data(), item_view.size());
-      std::string_view name = item.substr(0, item.find(':'));  // drop ":type_id"
-      if (!name.empty() && name[0] == '$') {
-        std::string_view seq = name.substr(1);
-        if (seq.empty() || seq == "0") seq = "A";
-        if (seq == "1") seq = "B";
-        SPATIALID_RETURN_IF_ERROR(add_sequence(seq));
-      } else {
-        SPATIALID_RETURN_IF_ERROR(add_special(std::string(name)));
-      }
-    }
-  } else if (single->is_array()) {
+  if (single->is_array()) {
     for (const auto& piece : *single) {
       if (auto seq = piece.find("Sequence"); seq != piece.end()) {
         SPATIALID_ASSIGN_OR_RETURN(std::string id, json_field::String(*seq, "id", where));
@@ -153,7 +139,7 @@ inline absl::StatusOr<std::unique_ptr<PostProcessor>> ParseTemplate(const nlohma
       }
     }
   } else {
-    return json_field::Error(where, "field \"single\" must be a list or a string");
+    return json_field::Error(where, "field \"single\" must be a list of pieces");
   }
   return std::unique_ptr<PostProcessor>(new Template(std::move(parts)));
 }
@@ -182,13 +168,8 @@ inline absl::StatusOr<std::unique_ptr<PostProcessor>> ParsePostProcessor(
     return std::unique_ptr<PostProcessor>(new pp::Template(std::move(parts)));
   }
   if (type == "Sequence") {
-    SPATIALID_ASSIGN_OR_RETURN(const nlohmann::json* list, json_field::Array(j, "processors", where));
-    std::vector<std::unique_ptr<PostProcessor>> steps;
-    for (size_t i = 0; i < list->size(); ++i) {
-      SPATIALID_ASSIGN_OR_RETURN(
-          auto step, ParsePostProcessor((*list)[i], json_field::Index(where, "processors", i)));
-      steps.push_back(std::move(step));
-    }
+    SPATIALID_ASSIGN_OR_RETURN(auto steps, json_field::ParseEach<PostProcessor>(
+                                               j, "processors", where, ParsePostProcessor));
     return std::unique_ptr<PostProcessor>(new pp::Sequence(std::move(steps)));
   }
   return json_field::Error(

@@ -233,20 +233,12 @@ inline absl::StatusOr<std::unique_ptr<PreTokenizer>> ParsePreTokenizer(const nlo
   namespace pt = pre_tokenizers;
   SPATIALID_ASSIGN_OR_RETURN(std::string type, json_field::Type(j, where));
   if (type == "Sequence") {
-    SPATIALID_ASSIGN_OR_RETURN(const nlohmann::json* list,
-                               json_field::Array(j, "pretokenizers", where));
-    std::vector<std::unique_ptr<PreTokenizer>> steps;
-    for (size_t i = 0; i < list->size(); ++i) {
-      SPATIALID_ASSIGN_OR_RETURN(
-          auto step, ParsePreTokenizer((*list)[i], json_field::Index(where, "pretokenizers", i)));
-      steps.push_back(std::move(step));
-    }
+    SPATIALID_ASSIGN_OR_RETURN(auto steps, json_field::ParseEach<PreTokenizer>(
+                                               j, "pretokenizers", where, ParsePreTokenizer));
     return std::unique_ptr<PreTokenizer>(new pt::Sequence(std::move(steps)));
   }
   if (type == "Split") {
-    auto pattern_it = j.find("pattern");
-    if (pattern_it == j.end()) return json_field::Error(where, "missing field \"pattern\"");
-    SPATIALID_ASSIGN_OR_RETURN(Regex pattern, ParsePattern(*pattern_it, where));
+    SPATIALID_ASSIGN_OR_RETURN(Regex pattern, ParsePattern(j, where));
     SPATIALID_ASSIGN_OR_RETURN(std::string behavior_name, json_field::String(j, "behavior", where));
     auto behavior = ParseSplitBehavior(behavior_name);
     if (!behavior.ok()) return json_field::Error(where, behavior.status().message());

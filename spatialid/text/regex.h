@@ -82,7 +82,7 @@ class Regex {
       if (s == e && have_last && last_match_end == e) {
         // An empty match right after the previous one: step one character.
         last_end += last_end < text.size()
-                        ? CharLength(static_cast<unsigned char>(text[last_end]))
+                        ? Utf8SequenceLength(static_cast<unsigned char>(text[last_end]))
                         : 1;
         continue;
       }
@@ -107,14 +107,6 @@ class Regex {
   };
 
   Regex(std::string pattern, OnigRegex regex) : pattern_(std::move(pattern)), regex_(regex) {}
-
-  static size_t CharLength(unsigned char lead) {
-    if (lead < 0x80) return 1;
-    if (lead >= 0xF0) return 4;
-    if (lead >= 0xE0) return 3;
-    if (lead >= 0xC0) return 2;
-    return 1;
-  }
 
   static void InitializeOnce() {
     static const bool initialized = [] {

@@ -8,8 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -106,6 +109,23 @@ inline absl::StatusOr<std::string> Char(const Json& j, const std::string& key,
 
 inline std::string Index(const std::string& where, const std::string& key, size_t i) {
   return absl::StrCat(where, ".", key, "[", i, "]");
+}
+
+// Parses each element of the array field `key` with `parse(element, where)`
+// (the `Sequence` components of every section).
+template <typename T, typename ParseFn>
+absl::StatusOr<std::vector<std::unique_ptr<T>>> ParseEach(const Json& j, const std::string& key,
+                                                          const std::string& where,
+                                                          ParseFn parse) {
+  auto list = Array(j, key, where);
+  if (!list.ok()) return list.status();
+  std::vector<std::unique_ptr<T>> out;
+  for (size_t i = 0; i < (*list)->size(); ++i) {
+    auto item = parse((**list)[i], Index(where, key, i));
+    if (!item.ok()) return item.status();
+    out.push_back(std::move(*item));
+  }
+  return out;
 }
 
 }  // namespace spatialid::text::json_field

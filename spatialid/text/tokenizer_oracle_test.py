@@ -18,6 +18,7 @@ import os
 import random
 import subprocess
 import sys
+import unicodedata
 import unittest
 
 # run_py_test.py puts only this file's folder on sys.path.
@@ -230,6 +231,188 @@ def add_cases(name):
 
 for _name in NAMES:
     add_cases(_name)
+
+
+def metaspace(scheme, split=True):
+    return {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme, "split": split}
+
+
+def split(regex, behavior, invert):
+    return {"type": "Split", "pattern": {"Regex": regex}, "behavior": behavior, "invert": invert}
+
+
+def sequence(kind, items):
+    key = {"normalizer": "normalizers", "pre_tokenizer": "pretokenizers",
+           "decoder": "decoders", "post_processor": "processors"}[kind]
+    return {"type": "Sequence", key: items}
+
+
+SPM_DECODER = sequence("decoder", [
+    {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+    {"type": "ByteFallback"}, {"type": "Fuse"},
+    {"type": "Strip", "content": " ", "start": 1, "stop": 0}])
+
+# Components the four real files do not use, swapped into the Llama 2 file
+# (its byte fallback makes every string encodable) or the Qwen file
+# (byte-level): each variant is checked against HF on the same JSON.
+LLAMA2_VARIANTS = {
+    "metaspace_first": {"normalizer": None, "pre_tokenizer": metaspace("first"),
+                        "decoder": metaspace("first")},
+    "metaspace_always_unsplit": {"normalizer": None, "pre_tokenizer": metaspace("always", False),
+                                 "decoder": SPM_DECODER},
+    "metaspace_never": {"normalizer": None, "pre_tokenizer": metaspace("never"),
+                        "decoder": metaspace("never")},
+    "nfkc_lowercase_strip": {
+        "normalizer": sequence("normalizer", [{"type": "NFKC"}, {"type": "Lowercase"},
+                                              {"type": "Strip", "strip_left": True,
+                                               "strip_right": True}]),
+        "pre_tokenizer": sequence("pre_tokenizer", [{"type": "WhitespaceSplit"},
+                                                    metaspace("always")])},
+    "nfd_strip_accents_whitespace": {
+        "normalizer": sequence("normalizer", [
+            {"type": "NFD"}, {"type": "StripAccents"},
+            {"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": " "},
+            {"type": "Strip", "strip_left": False, "strip_right": True}]),
+        "pre_tokenizer": sequence("pre_tokenizer", [{"type": "Whitespace"}, metaspace("always")])},
+    "nfkd_digits_punctuation": {
+        "normalizer": {"type": "NFKD"},
+        "pre_tokenizer": sequence("pre_tokenizer", [
+            {"type": "Punctuation", "behavior": "Contiguous"},
+            {"type": "Digits", "individual_digits": True}, metaspace("first")])},
+    "digits_grouped_punctuation_isolated": {
+        "normalizer": None,
+        "pre_tokenizer": sequence("pre_tokenizer", [
+            {"type": "Digits", "individual_digits": False}, {"type": "Punctuation"},
+            metaspace("always")])},
+    "bert_post_processor": {"post_processor": {"type": "BertProcessing", "sep": ["</s>", 2],
+                                               "cls": ["<s>", 1]}},
+    "roberta_post_processor": {"post_processor": {
+        "type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 1],
+        "trim_offsets": True, "add_prefix_space": True}},
+    "template_bos_eos_in_sequence": {"post_processor": sequence("post_processor", [
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+         "use_regex": False},
+        {"type": "TemplateProcessing",
+         "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                    {"Sequence": {"id": "A", "type_id": 0}},
+                    {"SpecialToken": {"id": "</s>", "type_id": 0}}],
+         "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+         "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]},
+                            "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}}])},
+    "no_fuse_unk_no_byte_fallback": {"model": {"fuse_unk": False, "byte_fallback": False}},
+}
+for _behavior in ["Removed", "Isolated", "MergedWithPrevious", "MergedWithNext", "Contiguous"]:
+    for _invert in (False, True):
+        LLAMA2_VARIANTS[f"split_{_behavior}_{'inverted' if _invert else 'plain'}"] = {
+            "normalizer": None,
+            "pre_tokenizer": sequence("pre_tokenizer", [
+                split("\\s+|\\d|(?=[A-Z])", _behavior, _invert), metaspace("always")])}
+
+QWEN_VARIANTS = {
+    "byte_level_gpt2_regex_prefix_space": {
+        "normalizer": {"type": "NFKC"},
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                          "use_regex": True}},
+    "byte_level_nfd_lowercase": {
+        "normalizer": sequence("normalizer", [{"type": "NFD"}, {"type": "Lowercase"}])},
+    "byte_level_normalizer_no_regex": {
+        "normalizer": sequence("normalizer", [
+            {"type": "Replace", "pattern": {"String": "\r\n"}, "content": "\n"},
+            {"type": "Prepend", "prepend": "> "}]),
+        "pre_tokenizer": sequence("pre_tokenizer", [
+            split("\\p{N}{1,3}", "Isolated", False),
+            {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
+             "use_regex": False}])},
+}
+
+
+class ComponentOracleTest(unittest.TestCase):
+    """Every implemented component, including those the four files do not use,
+    against HF on tokenizer.json variants written at test time."""
+
+    @classmethod
+    def setUpClass(cls):
+        corpus = load_jsonl(testdata("corpus.jsonl"))
+        # Short strings of every kind, a few hundred per variant keeps it fast.
+        # The Unicode data differ between the libraries: the Rust `regex`
+        # crate behind HF's Whitespace pre-tokenizer knows Unicode 16, HF's
+        # normalisation tables (unicode-normalization-alignments) predate
+        # some Unicode 13 compatibility mappings (U+AB69), the system
+        # Oniguruma and utf8proc know Unicode 15. Strings with a character
+        # unassigned in Unicode 14 (Python's unicodedata) or one HF's
+        # normalisation tables treat differently from Unicode 14 would test
+        # those versions, not the components, so they are left out here.
+        # The corpus cases above keep every string.
+        from tokenizers import normalizers as hf_normalizers
+        forms = {"NFC": hf_normalizers.NFC(), "NFD": hf_normalizers.NFD(),
+                 "NFKC": hf_normalizers.NFKC(), "NFKD": hf_normalizers.NFKD()}
+
+        def same_unicode_data(text):
+            return (all(unicodedata.category(c) != "Cn" for c in text) and
+                    all(n.normalize_str(text) == unicodedata.normalize(f, text)
+                        for f, n in forms.items()))
+        short = [t for t in corpus if len(t) < 400][::4]
+        cls.texts = [t for t in short if same_unicode_data(t)] + EXTRA_STRINGS
+        print(f"component variants: {len(cls.texts)} strings ({len(short) - len(cls.texts) + len(EXTRA_STRINGS)} "
+              "left out for Unicode-version differences)")
+
+    def run_variants(self, base, variants):
+        with open(os.path.join(oracle_lib.tokenizer_dir(base), "tokenizer.json"),
+                  encoding="utf-8") as f:
+            base_json = json.load(f)
+        total, mismatches = 0, []
+        for label, patch in variants.items():
+            variant = json.loads(json.dumps(base_json))
+            for key, value in patch.items():
+                if key == "model":
+                    variant["model"].update(value)
+                else:
+                    variant[key] = value
+            path = os.path.join(oracle_lib.tmpdir(), f"variant_{label}.json")
+            os.makedirs(oracle_lib.tmpdir(), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(variant, f)
+            hf = Tokenizer.from_file(path)
+            ours = run_driver(path, "encode", self.texts)
+            found = TokenizerOracleTest.compare_encodings(self, label, hf, self.texts, ours)
+            mismatches += [(f"{label}: {key}", text, got, want) for key, text, got, want in found]
+            total += len(self.texts)
+        return total, mismatches
+
+    def test_llama2_based_variants(self):
+        total, mismatches = self.run_variants("llama2", LLAMA2_VARIANTS)
+        TokenizerOracleTest.report(self, f"{len(LLAMA2_VARIANTS)} Llama-2-based component "
+                                   "variants", total, mismatches)
+
+    def test_qwen3_based_variants(self):
+        total, mismatches = self.run_variants("qwen3", QWEN_VARIANTS)
+        TokenizerOracleTest.report(self, f"{len(QWEN_VARIANTS)} Qwen-based byte-level variants",
+                                   total, mismatches)
+
+    def test_trained_bpe_with_subword_prefix_and_suffix(self):
+        """continuing_subword_prefix, end_of_word_suffix, unk without fusing, a
+        WordPiece-style vocabulary: trained by HF itself on a small text."""
+        from tokenizers import models, pre_tokenizers, trainers
+        tmp = oracle_lib.tmpdir()
+        os.makedirs(tmp, exist_ok=True)
+        total, mismatches = 0, []
+        for fuse in (False, True):
+            hf = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##",
+                                      end_of_word_suffix="</w>", fuse_unk=fuse))
+            hf.pre_tokenizer = pre_tokenizers.Whitespace()
+            trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["[UNK]", "[CLS]"],
+                                          continuing_subword_prefix="##",
+                                          end_of_word_suffix="</w>")
+            hf.train_from_iterator(self.texts[:200], trainer)
+            path = os.path.join(tmp, f"trained_bpe_fuse_{fuse}.json")
+            hf.save(path)
+            hf = Tokenizer.from_file(path)
+            ours = run_driver(path, "encode", self.texts)
+            found = TokenizerOracleTest.compare_encodings(self, "trained", hf, self.texts, ours)
+            mismatches += found
+            total += len(self.texts)
+        TokenizerOracleTest.report(self, "HF-trained BPE with ## prefix and </w> suffix", total,
+                                   mismatches)
 
 
 class TokenizeToolTest(unittest.TestCase):

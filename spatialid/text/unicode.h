@@ -218,6 +218,31 @@ inline bool IsWhitespace(char32_t c) {
   }
 }
 
+// Byte length of the whitespace run that starts `s` (Rust `^\s*`).
+inline size_t LeadingWhitespaceLength(std::string_view s) {
+  size_t pos = 0;
+  while (pos < s.size()) {
+    size_t next = pos;
+    if (!IsWhitespace(DecodeUtf8(s, next))) break;
+    pos = next;
+  }
+  return pos;
+}
+
+// Where the whitespace run that ends `s` starts (Rust `\s*$`), `s.size()`
+// when `s` does not end in whitespace.
+inline size_t TrailingWhitespaceStart(std::string_view s) {
+  size_t start = s.size(), pos = 0;
+  bool in_run = false;
+  while (pos < s.size()) {
+    const size_t at = pos;
+    const bool ws = IsWhitespace(DecodeUtf8(s, pos));
+    if (ws && !in_run) start = at;
+    in_run = ws;
+  }
+  return in_run ? start : s.size();
+}
+
 // Rust `char::is_numeric`: general categories Nd, Nl and No.
 inline bool IsNumeric(char32_t c) {
   if (c < 0x80) return c >= '0' && c <= '9';
