@@ -38,6 +38,7 @@
 #include "spatialid/nn/mlp.h"
 #include "spatialid/nn/norm.h"
 #include "spatialid/nn/transformer_block.h"
+#include "spatialid/nn/vision_encoder_layer.h"
 #include "spatialid/nn/weights.h"
 
 namespace spatialid::nn {
@@ -60,7 +61,7 @@ struct ClipVisionShape {
 };
 
 struct ClipVisionTower {
-  using Layer = TransformerBlock<LayerNorm, Mlp>;
+  using Layer = VisionEncoderLayer;
 
   at::Tensor class_embedding;     // [hidden]
   at::Tensor patch_embedding;     // [hidden, channels, patch, patch]
@@ -90,25 +91,12 @@ struct ClipVisionTower {
         loader.Take(Join(emb, "position_embedding.weight"), {s.num_positions(), s.hidden_size});
     t.pre_layrnorm =
         LayerNorm::Load(loader, Join(prefix, "pre_layrnorm"), s.hidden_size, s.layer_norm_eps);
-    AttentionShape attn;
-    attn.hidden_size = s.hidden_size;
-    attn.num_heads = attn.num_kv_heads = s.num_heads;
-    attn.head_dim = s.hidden_size / s.num_heads;
-    attn.qkv_bias = attn.o_bias = true;
-    attn.hf_kv_groups = false;
-    attn.o_proj_name = "out_proj";
+    const VisionEncoderLayerShape layer{s.hidden_size, s.intermediate_size, s.num_heads,
+                                        s.layer_norm_eps, s.act};
     t.layers.reserve(static_cast<size_t>(s.num_layers));
     for (int64_t i = 0; i < s.num_layers; ++i) {
-      const std::string p = Join(prefix, absl::StrCat("encoder.layers.", i));
-      Layer layer;
-      layer.attn_norm =
-          LayerNorm::Load(loader, Join(p, "layer_norm1"), s.hidden_size, s.layer_norm_eps);
-      layer.attn = SelfAttention<>::Load(loader, Join(p, "self_attn"), attn);
-      layer.mlp_norm =
-          LayerNorm::Load(loader, Join(p, "layer_norm2"), s.hidden_size, s.layer_norm_eps);
-      layer.mlp = Mlp::Load(loader, Join(p, "mlp"), s.hidden_size, s.intermediate_size,
-                            s.hidden_size, s.act, /*with_bias=*/true);
-      t.layers.push_back(std::move(layer));
+      t.layers.push_back(
+          LoadVisionEncoderLayer(loader, Join(prefix, absl::StrCat("encoder.layers.", i)), layer));
     }
     t.post_layernorm =
         LayerNorm::Load(loader, Join(prefix, "post_layernorm"), s.hidden_size, s.layer_norm_eps);

@@ -57,9 +57,13 @@
 
 namespace spatialid::vision {
 
-// The settings of a model folder: `preprocessor_config.json`, or the
-// "image_processor" object of `processor_config.json` (how transformers 5
-// saves a processor). Parsed by config::CLIPImageProcessorConfig.
+// The image-processor settings of a model folder: `preprocessor_config.json`,
+// or the "image_processor" object of `processor_config.json` (how
+// transformers 5 saves a processor), parsed as `T` (a config::*ImageProcessorConfig).
+template <class T>
+absl::StatusOr<T> LoadImageProcessorConfig(const std::string& model_dir);
+
+// LoadImageProcessorConfig<config::CLIPImageProcessorConfig>.
 inline absl::StatusOr<config::CLIPImageProcessorConfig> LoadClipImageProcessorConfig(
     const std::string& model_dir);
 
@@ -118,26 +122,30 @@ inline absl::StatusOr<io::ResampleFilter> PillowFilterFromCode(int code) {
 
 }  // namespace internal
 
-inline absl::StatusOr<config::CLIPImageProcessorConfig> LoadClipImageProcessorConfig(
-    const std::string& model_dir) {
+template <class T>
+absl::StatusOr<T> LoadImageProcessorConfig(const std::string& model_dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const std::string pre = (fs::path(model_dir) / "preprocessor_config.json").string();
   if (fs::is_regular_file(pre, ec)) {
-    return config::LoadProcessorConfig<config::CLIPImageProcessorConfig>(pre);
+    return config::LoadProcessorConfig<T>(pre);
   }
   const std::string proc = (fs::path(model_dir) / "processor_config.json").string();
   if (fs::is_regular_file(proc, ec)) {
     SPATIALID_ASSIGN_OR_RETURN(nlohmann::json j, io::ReadJsonFile(proc));
     if (j.is_object() && j.contains("image_processor") && j["image_processor"].is_object()) {
-      return config::ParseProcessorConfigJson<config::CLIPImageProcessorConfig>(
-          j["image_processor"], proc + " (image_processor)");
+      return config::ParseProcessorConfigJson<T>(j["image_processor"], proc + " (image_processor)");
     }
     return absl::InvalidArgumentError(
         absl::StrCat(proc, ": no \"image_processor\" object (and no preprocessor_config.json)"));
   }
   return absl::NotFoundError(absl::StrCat(
       model_dir, ": neither preprocessor_config.json nor processor_config.json is there"));
+}
+
+inline absl::StatusOr<config::CLIPImageProcessorConfig> LoadClipImageProcessorConfig(
+    const std::string& model_dir) {
+  return LoadImageProcessorConfig<config::CLIPImageProcessorConfig>(model_dir);
 }
 
 inline absl::StatusOr<ClipImageProcessor> ClipImageProcessor::Create(
