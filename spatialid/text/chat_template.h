@@ -58,6 +58,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "spatialid/io/json_file.h"
 #include "spatialid/text/jinja_template.h"
 #include "spatialid/text/tokenizer_config.h"
 
@@ -169,12 +170,11 @@ inline absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path) {
   return buffer.str();
 }
 
-inline absl::StatusOr<nlohmann::ordered_json> ReadJson(const std::filesystem::path& path) {
-  auto text = ReadFile(path);
-  if (!text.ok()) return text.status();
-  nlohmann::ordered_json j = nlohmann::ordered_json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not valid JSON"));
-  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(path.string(), ": expected a JSON object"));
+// A JSON object file (io::ReadJsonFile reports syntax errors by line).
+inline absl::StatusOr<nlohmann::json> ReadJsonObject(const std::filesystem::path& path) {
+  auto j = io::ReadJsonFile(path.string());
+  if (!j.ok()) return j.status();
+  if (!j->is_object()) return absl::InvalidArgumentError(absl::StrCat(path.string(), ": expected a JSON object"));
   return j;
 }
 
@@ -196,7 +196,7 @@ inline absl::StatusOr<std::map<std::string, std::string>> ReadAdditionalTemplate
 
 // A "chat_template" JSON value: a string, a {name: template} object, or a
 // list of {"name", "template"}.
-inline absl::Status AddTemplates(const nlohmann::ordered_json& value, const std::string& origin,
+inline absl::Status AddTemplates(const nlohmann::json& value, const std::string& origin,
                                  std::map<std::string, std::string>& out) {
   if (value.is_string()) {
     out["default"] = value.get<std::string>();
@@ -221,6 +221,20 @@ inline absl::Status AddTemplates(const nlohmann::ordered_json& value, const std:
     return absl::OkStatus();
   }
   return absl::InvalidArgumentError(absl::StrCat(origin, ": \"chat_template\" must be a string, a list or an object"));
+}
+
+// The templates under the "chat_template" key of a JSON file, if the file
+// exists and the key is set (non-null); returns whether it was.
+inline absl::StatusOr<bool> ReadTemplateKey(const std::filesystem::path& path, std::map<std::string, std::string>& out) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
+  auto j = ReadJsonObject(path);
+  if (!j.ok()) return j.status();
+  auto it = j->find("chat_template");
+  if (it == j->end() || it->is_null()) return false;
+  auto st = AddTemplates(*it, path.string(), out);
+  if (!st.ok()) return st;
+  return true;
 }
 
 }  // namespace chat_template_internal
@@ -248,30 +262,21 @@ inline absl::StatusOr<CheckpointChatTemplates> LoadCheckpointChatTemplates(const
   // Processor.
   const std::filesystem::path processor_config = dir / "processor_config.json";
   const std::filesystem::path legacy_json = dir / "chat_template.json";
-  bool processor_done = false;
-  if (std::filesystem::is_regular_file(processor_config, ec)) {
-    auto j = ci::ReadJson(processor_config);
-    if (!j.ok()) return j.status();
-    if (j->contains("chat_template") && !(*j)["chat_template"].is_null()) {
-      auto st = ci::AddTemplates((*j)["chat_template"], processor_config.string(), out.processor);
-      if (!st.ok()) return st;
-      out.processor_origin = processor_config.string();
-      processor_done = true;
-    }
-  }
+  auto from_processor_config = ci::ReadTemplateKey(processor_config, out.processor);
+  if (!from_processor_config.ok()) return from_processor_config.status();
+  bool processor_done = *from_processor_config;
+  if (processor_done) out.processor_origin = processor_config.string();
   if (!processor_done && std::filesystem::is_regular_file(legacy_json, ec)) {
-    auto j = ci::ReadJson(legacy_json);
-    if (!j.ok()) return j.status();
     if (!additional->empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           dir.string(), ": a legacy chat_template.json cannot be combined with additional_chat_templates/ "
                         "(transformers refuses this checkpoint too)"));
     }
-    if (!j->contains("chat_template")) {
+    auto found = ci::ReadTemplateKey(legacy_json, out.processor);
+    if (!found.ok()) return found.status();
+    if (!*found) {
       return absl::InvalidArgumentError(absl::StrCat(legacy_json.string(), ": no \"chat_template\" key"));
     }
-    auto st = ci::AddTemplates((*j)["chat_template"], legacy_json.string(), out.processor);
-    if (!st.ok()) return st;
     out.processor_origin = legacy_json.string();
     processor_done = true;
   }
@@ -288,15 +293,9 @@ inline absl::StatusOr<CheckpointChatTemplates> LoadCheckpointChatTemplates(const
     out.tokenizer_origin = has_jinja ? jinja_file.string() : (dir / "additional_chat_templates").string();
   } else {
     const std::filesystem::path tokenizer_config = dir / "tokenizer_config.json";
-    if (std::filesystem::is_regular_file(tokenizer_config, ec)) {
-      auto j = ci::ReadJson(tokenizer_config);
-      if (!j.ok()) return j.status();
-      if (j->contains("chat_template") && !(*j)["chat_template"].is_null()) {
-        auto st = ci::AddTemplates((*j)["chat_template"], tokenizer_config.string(), out.tokenizer);
-        if (!st.ok()) return st;
-        out.tokenizer_origin = tokenizer_config.string();
-      }
-    }
+    auto found = ci::ReadTemplateKey(tokenizer_config, out.tokenizer);
+    if (!found.ok()) return found.status();
+    if (*found) out.tokenizer_origin = tokenizer_config.string();
   }
   return out;
 }
@@ -321,12 +320,11 @@ inline absl::StatusOr<nlohmann::ordered_json> LoadSpecialTokens(const std::files
   }
   const std::filesystem::path map_path = dir / "special_tokens_map.json";
   if (std::filesystem::is_regular_file(map_path, ec)) {
-    auto j = chat_template_internal::ReadJson(map_path);
+    auto j = chat_template_internal::ReadJsonObject(map_path);
     if (!j.ok()) return j.status();
     for (const auto& [name, value] : j->items()) {
       if (tokens.contains(name) || name.size() < 6 || name.compare(name.size() - 6, 6, "_token") != 0) continue;
-      nlohmann::json plain = nlohmann::json::parse(value.dump());
-      if (auto content = TokenizerConfig::TokenContent(plain)) tokens[name] = *content;
+      if (auto content = TokenizerConfig::TokenContent(value)) tokens[name] = *content;
     }
   }
   return tokens;

@@ -484,6 +484,8 @@ LOOPS = [
     "{% macro f(a, b='B', c=none) %}[{{ a }}{{ b }}{{ c }}]{% endmacro %}{{ f(1) }}{{ f(1, 2) }}{{ f(c=3, a=4) }}"
     "{{ f() }}",
     "{% macro outer(n) %}{% if n > 0 %}{{ n }}{{ outer(n - 1) }}{% endif %}{% endmacro %}{{ outer(3) }}",
+    "{% macro v(a) %}{{ a }}{{ varargs }}{{ kwargs }}{% endmacro %}{{ v(1, 2, 3, k=4) }}{{ v() }}{{ v }}"
+    "{% macro w(a, b=a) %}{{ b }}{% endmacro %}{{ w(3) }}",
     "{% set v = 'top' %}{% macro show() %}{{ v }}{% endmacro %}{{ show() }}{% set v = 'changed' %}{{ show() }}",
     "{% set block %}a{{ 1 + 1 }}b{% endset %}{{ block }}{{ block|length }}"
     "{% set up | upper %}shout{% endset %}{{ up }}{% filter upper %}filtered {{ 'x' }}{% endfilter %}",

@@ -91,7 +91,7 @@ TEST_F(CheckpointDir, ConflictsAndBadFilesAreErrorsNamingTheFile) {
   fs::remove_all(dir_ / "additional_chat_templates");
   Write("chat_template.json", "{not json");
   std::string error = Apply(ChatTemplateLookup::kProcessor);
-  EXPECT_NE(error.find("chat_template.json: not valid JSON"), std::string::npos) << error;
+  EXPECT_NE(error.find("chat_template.json:1:3: invalid JSON"), std::string::npos) << error;
   Write("chat_template.json", R"({"chat_template": 3})");
   EXPECT_NE(Apply(ChatTemplateLookup::kProcessor).find("must be a string"), std::string::npos);
   Write("chat_template.json", R"({"chat_template": "{% if %}"})");

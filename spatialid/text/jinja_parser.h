@@ -112,6 +112,9 @@ struct Node {
   // (its body; else_body for a for loop): see ScopeAnalyzer.
   std::vector<std::string> body_missing;
   std::vector<std::string> else_missing;
+  // A macro whose body reads `varargs` / `kwargs` takes extra arguments.
+  bool macro_varargs = false;
+  bool macro_kwargs = false;
 };
 
 // Which filter and test names exist (Jinja fails on others at parse time)

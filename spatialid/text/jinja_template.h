@@ -305,7 +305,12 @@ class ScopeAnalyzer {
       case Node::Kind::kMacro: {
         std::vector<const Expr*> defaults;
         for (const ExprPtr& d : node.defaults) defaults.push_back(d.get());
-        node.body_missing = AnalyzeScope(node.body, node.params, &defaults, ancestors);
+        node.macro_varargs = UsesName(node.body, "varargs");
+        node.macro_kwargs = UsesName(node.body, "kwargs");
+        std::vector<std::string> params = node.params;
+        if (node.macro_varargs) params.emplace_back("varargs");
+        if (node.macro_kwargs) params.emplace_back("kwargs");
+        node.body_missing = AnalyzeScope(node.body, params, &defaults, ancestors);
         break;
       }
       case Node::Kind::kSetBlock:
@@ -569,17 +574,27 @@ class Renderer {
       if (!parent) parent = root_;
       auto local = ScopeFrame(parent, macro->body_missing);
       const size_t n = macro->params.size();
-      if (args.positional.size() > n) {
+      if (args.positional.size() > n && !macro->macro_varargs) {
         TypeFail("macro '" + macro->name + "' takes not more than " + std::to_string(n) + " argument(s)");
       }
       std::vector<bool> given(n, false);
+      ValueList extra_positional;
+      DictEntries extra_keyword;
       for (size_t i = 0; i < args.positional.size(); ++i) {
+        if (i >= n) {
+          extra_positional.push_back(args.positional[i]);
+          continue;
+        }
         local->Set(macro->params[i], args.positional[i]);
         given[i] = true;
       }
       for (const auto& [key, value] : args.keyword) {
         auto it = std::find(macro->params.begin(), macro->params.end(), key);
         if (it == macro->params.end()) {
+          if (macro->macro_kwargs) {
+            DictSet(extra_keyword, Value(key), value);
+            continue;
+          }
           TypeFail("macro '" + macro->name + "' takes no keyword argument '" + key + "'");
         }
         size_t i = static_cast<size_t>(it - macro->params.begin());
@@ -587,6 +602,8 @@ class Renderer {
         local->Set(key, value);
         given[i] = true;
       }
+      if (macro->macro_varargs) local->Set("varargs", Value::Tuple(std::move(extra_positional)));
+      if (macro->macro_kwargs) local->Set("kwargs", Value::Dict(std::move(extra_keyword)));
       for (size_t i = 0; i < n; ++i) {
         if (given[i]) continue;
         local->Set(macro->params[i], macro->defaults[i]
@@ -596,7 +613,7 @@ class Renderer {
       Capture capture(this);
       Exec(macro->body, local);
       return Value(std::move(capture.text()));
-    });
+    }, "<Macro '" + node.name + "'>");
   }
 
   Value ApplyFilterChain(const Expr& filter, const Value& input, const std::shared_ptr<Frame>& frame) {

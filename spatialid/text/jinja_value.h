@@ -106,6 +106,7 @@ struct CallArgs {
 struct Callable {
   std::string name;
   std::function<Value(CallArgs&)> fn;
+  std::string repr;  // Python's repr when not "<function name>"
 };
 
 // A Python object with attributes (namespace(), the loop variable, macros'
@@ -199,10 +200,10 @@ class Value {
     v.data_ = std::move(object);
     return v;
   }
-  static Value Function(std::string name, std::function<Value(CallArgs&)> fn) {
+  static Value Function(std::string name, std::function<Value(CallArgs&)> fn, std::string repr = "") {
     Value v;
     v.kind_ = Kind::kCallable;
-    v.data_ = std::make_shared<const Callable>(Callable{std::move(name), std::move(fn)});
+    v.data_ = std::make_shared<const Callable>(Callable{std::move(name), std::move(fn), std::move(repr)});
     return v;
   }
 
@@ -420,7 +421,8 @@ inline std::string Repr(const Value& v, int depth) {
     }
     case Value::Kind::kIterator: return "<generator object " + v.iterator().name + ">";
     case Value::Kind::kObject: return v.object().Repr();
-    case Value::Kind::kCallable: return "<function " + v.callable().name + ">";
+    case Value::Kind::kCallable:
+      return v.callable().repr.empty() ? "<function " + v.callable().name + ">" : v.callable().repr;
   }
   return "";
 }
