@@ -28,6 +28,18 @@
 // Encoding is thread-safe (the per-word BPE cache is locked). Input that is
 // not valid UTF-8 is repaired first (one U+FFFD per invalid sequence, as
 // Python's `decode("utf-8", "replace")`), since HF only accepts valid text.
+//
+// Where results can still differ from HF (none on the four real files over
+// the oracle corpus): Unicode data versions (system Oniguruma 6.9.8 and
+// utf8proc 2.8 know Unicode 15.0; HF bundles Oniguruma 6.9.9 / 15.1, the
+// Rust regex crate's Unicode 16 for `Whitespace`, and older normalisation
+// tables, e.g. NFKC leaves U+AB69 alone); Metaspace's "first" scheme tracks
+// only where each piece starts in the input, not HF's per-character
+// alignments (they differ only when a normaliser expands the first
+// character and a split falls inside the expansion); an `unk_token` missing
+// from the vocabulary drops unknown characters where HF raises an error.
+// To get the ids transformers' AutoTokenizer produces (it rebuilds parts of
+// some tokenizers, e.g. Llama's), load with tokenizer_pretrained.h.
 #pragma once
 
 #include <algorithm>
