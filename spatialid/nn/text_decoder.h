@@ -11,10 +11,12 @@
 //   <prefix>.layers.<i>.post_attention_layernorm.weight
 //   <prefix>.layers.<i>.mlp.{gate,up,down}_proj.weight
 //   <prefix>.norm.weight
-// The stack exposes its pieces (Embed, Layer, FinalNorm, the rotary
-// embedding) rather than one forward, so each family runs them in the loop
-// that collects hidden states (families/hidden_states.h) and can swap in its
-// own positions (Qwen2-VL's multimodal RoPE) or masks.
+// Layers listed in `other_layers` are of another kind (Mllama's
+// cross-attention layers): the stack neither loads nor runs them, and the
+// family supplies them. The stack exposes its pieces (Embed, Layer,
+// FinalNorm, the rotary embedding) rather than one forward, so each family
+// runs them in the loop that collects hidden states (families/hidden_states.h)
+// and can swap in its own positions (Qwen2-VL's multimodal RoPE) or masks.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +55,7 @@ struct TextDecoderShape {
   bool qkv_bias_only = false;           // Qwen2: biases on q/k/v but not o
   bool mlp_bias = false;                // mlp_bias
   RopeParameters rope;                  // rope_parameters / rope_theta + rope_scaling
+  std::vector<int64_t> other_layers;    // layer indices the family loads and runs itself
 };
 
 struct TextDecoder {
@@ -96,6 +99,10 @@ struct TextDecoder {
     for (int64_t i = 0; i < s.num_layers; ++i) {
       const std::string p = Join(prefix, absl::StrCat("layers.", i));
       Layer layer;
+      if (d.IsOtherLayer(i)) {  // left empty for the family
+        d.layers.push_back(std::move(layer));
+        continue;
+      }
       layer.attn_norm = RmsNorm<>::Load(loader, Join(p, "input_layernorm"), s.hidden_size,
                                         s.rms_norm_eps);
       layer.attn = SelfAttention<>::Load(loader, Join(p, "self_attn"), attn);
@@ -110,6 +117,12 @@ struct TextDecoder {
   }
 
   int64_t num_layers() const { return static_cast<int64_t>(layers.size()); }
+  bool IsOtherLayer(int64_t i) const {
+    for (int64_t o : shape.other_layers) {
+      if (o == i) return true;
+    }
+    return false;
+  }
   int64_t hidden_size() const { return shape.hidden_size; }
 
   // int64 ids [B, S] -> [B, S, hidden] in the weights' dtype.
@@ -120,6 +133,8 @@ struct TextDecoder {
   // Decoder layer `i` (0-based) on x [B, S, hidden].
   at::Tensor RunLayer(int64_t i, const at::Tensor& x, const CosSin& rotary_cs,
                       const AttentionMask& mask) const {
+    TORCH_CHECK(!IsOtherLayer(i), "text decoder layer ", i,
+                " is not a Llama layer; the family runs it");
     return layers[static_cast<size_t>(i)](x, &rotary_cs, mask);
   }
 
