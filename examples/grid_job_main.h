@@ -9,8 +9,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
+#include <unistd.h>
 
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
@@ -68,6 +70,11 @@ inline int GridJobMain(const char* label, const char* usage, PairFlagPriority pr
                        int argc, char** argv) {
   absl::SetProgramUsageMessage(usage);
   absl::ParseCommandLine(argc, argv);
+  // Under `bazel run` relative paths mean the user's folder, not runfiles.
+  if (const char* wd = std::getenv("BUILD_WORKING_DIRECTORY"); wd != nullptr && ::chdir(wd) != 0) {
+    std::fprintf(stderr, "%s: cannot enter %s\n", label, wd);
+    return 1;
+  }
   data::GridJobOptions job;
   job.label = label;
   job.objects_dir = absl::GetFlag(FLAGS_objects_dir);
