@@ -219,6 +219,14 @@ class Parser {
     Parser* parser;
   };
 
+  // Left-associative chains (a + b + c..., x|f|g..., a.b.c...) grow the
+  // tree's depth without recursion here; bound them so evaluating and
+  // destroying the tree cannot exhaust the stack (Python's own parser
+  // refuses such expressions long before this).
+  void ChainStep(int& links) {
+    if (++links > 1000) FailAt("expression is too long", Current().line);
+  }
+
   static ExprPtr MakeExpr(Expr::Kind kind, int line) {
     auto e = std::make_unique<Expr>();
     e->kind = kind;
@@ -523,7 +531,9 @@ class Parser {
   ExprPtr ParseCondExpr() {
     int line = Current().line;
     ExprPtr expr1 = ParseOr();
+    int links = 0;
     while (SkipName("if")) {
+      ChainStep(links);
       ExprPtr expr2 = ParseOr();
       ExprPtr expr3;
       if (SkipName("else")) expr3 = ParseCondExpr();
@@ -540,7 +550,9 @@ class Parser {
   ExprPtr ParseOr() {
     int line = Current().line;
     ExprPtr left = ParseAnd();
+    int links = 0;
     while (SkipName("or")) {
+      ChainStep(links);
       auto node = MakeExpr(Expr::Kind::kOr, line);
       node->children.push_back(std::move(left));
       node->children.push_back(ParseAnd());
@@ -553,7 +565,9 @@ class Parser {
   ExprPtr ParseAnd() {
     int line = Current().line;
     ExprPtr left = ParseNot();
+    int links = 0;
     while (SkipName("and")) {
+      ChainStep(links);
       auto node = MakeExpr(Expr::Kind::kAnd, line);
       node->children.push_back(std::move(left));
       node->children.push_back(ParseNot());
@@ -618,7 +632,9 @@ class Parser {
   ExprPtr ParseMath1() {
     int line = Current().line;
     ExprPtr left = ParseConcat();
+    int links = 0;
     while (IsOp(Current(), "+") || IsOp(Current(), "-")) {
+      ChainStep(links);
       std::string op = Next().value;
       left = Binary(op, std::move(left), ParseConcat(), line);
       line = Current().line;
@@ -640,7 +656,9 @@ class Parser {
   ExprPtr ParseMath2() {
     int line = Current().line;
     ExprPtr left = ParsePow();
+    int links = 0;
     while (IsOp(Current(), "*") || IsOp(Current(), "/") || IsOp(Current(), "//") || IsOp(Current(), "%")) {
+      ChainStep(links);
       std::string op = Next().value;
       left = Binary(op, std::move(left), ParsePow(), line);
       line = Current().line;
@@ -651,7 +669,9 @@ class Parser {
   ExprPtr ParsePow() {
     int line = Current().line;
     ExprPtr left = ParseUnary(true);
+    int links = 0;
     while (SkipOp("**")) {
+      ChainStep(links);
       left = Binary("**", std::move(left), ParseUnary(true), line);
       line = Current().line;
     }
@@ -790,7 +810,9 @@ class Parser {
   }
 
   ExprPtr ParsePostfix(ExprPtr node) {
+    int links = 0;
     while (true) {
+      ChainStep(links);
       if (IsOp(Current(), ".") || IsOp(Current(), "[")) {
         node = ParseSubscript(std::move(node));
       } else if (IsOp(Current(), "(")) {
@@ -803,7 +825,9 @@ class Parser {
   }
 
   ExprPtr ParseFilterExpr(ExprPtr node) {
+    int links = 0;
     while (true) {
+      ChainStep(links);
       if (IsOp(Current(), "|")) {
         node = ParseFilter(std::move(node), false);
       } else if (IsName(Current(), "is")) {
@@ -943,7 +967,9 @@ class Parser {
   }
 
   ExprPtr ParseFilter(ExprPtr node, bool start_inline) {
+    int links = 0;
     while (IsOp(Current(), "|") || start_inline) {
+      ChainStep(links);
       if (!start_inline) Next();
       int line = Current().line;
       std::string name = ParseDottedName();

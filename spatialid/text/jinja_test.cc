@@ -292,6 +292,12 @@ TEST(JinjaErrors, RuntimeErrorsAreStatusesNotCrashes) {
                 "too deep"),
             std::string::npos);
   EXPECT_NE(RenderError("\xFF\xFE").message().find("not valid UTF-8"), std::string::npos);
+  std::string long_sum = "{{ 1";
+  for (int i = 0; i < 200000; ++i) long_sum += "+1";
+  EXPECT_NE(RenderError(long_sum + " }}").message().find("expression is too long"), std::string::npos);
+  std::string long_chain = "{{ x";
+  for (int i = 0; i < 200000; ++i) long_chain += "|upper";
+  EXPECT_NE(RenderError(long_chain + " }}").message().find("expression is too long"), std::string::npos);
 }
 
 TEST(JinjaErrors, UnsupportedFeaturesAreUnimplemented) {
