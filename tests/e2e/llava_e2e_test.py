@@ -24,6 +24,7 @@ GRID_DATA = oracle_lib.runfile("examples/grid_data")
 SMALL_ID_GRID = oracle_lib.runfile("examples/small_id_grid")
 BATCH_EXTRACTION = oracle_lib.runfile("examples/batch_extraction")
 MAKE_TINY = oracle_lib.runfile("tools/make_tiny_llava.py")
+FIG5 = oracle_lib.runfile("examples/fig5")
 # openmoji code points of the objects the test draws (as tools/setup.sh does).
 CODEPOINTS = {"camel": "1F42B", "frog": "1F438", "dog": "1F415", "cake": "1F382"}
 
@@ -137,6 +138,43 @@ class LlavaEndToEnd(unittest.TestCase):
         self.assertIn("already done", proc.stderr)
         for f, data in before.items():
             self.assertEqual(open(os.path.join(out, f), "rb").read(), data, f)
+
+    def test_fig5_projection_matches_python(self):
+        out = os.path.join(self.tmp, "grid_fig5")
+        oracle_lib.run([SMALL_ID_GRID, *self.common_flags(), f"--images={self.grid_images}",
+                        f"--out={out}", "--name=tiny"])
+        oracle_lib.run([FIG5, f"--dir={out}", "--model=tiny", "--layer=2", "--sheet_layers=1-3",
+                        "--json", f"--out={out}/fig"])
+        import json
+        got = json.load(open(os.path.join(out, "fig.json")))
+        ids = torch.load(os.path.join(out, "tiny.pt"), weights_only=True)
+        xs = torch.load(os.path.join(out, "tiny_x.pt"), weights_only=True)
+        ys = torch.load(os.path.join(out, "tiny_y.pt"), weights_only=True)
+        text = torch.load(os.path.join(out, "tiny_text.pt"), weights_only=True)
+        token = got["token"]
+        self.assertEqual(token, list(ids[2].keys())[0])  # frog's token: the first target
+        self.assertEqual([p["layer"] for p in got["sheet"]], [1, 2, 3])
+        for panel in [got["single"]] + got["sheet"]:
+            layer = panel["layer"]
+            # REFERENCE.md 8: x axis normalised; y axis orthogonalised against it, normalised.
+            u = xs[layer][token].double()
+            u = u / u.norm()
+            y = ys[layer][token].double()
+            v = y - (y @ u) * u
+            v = v / v.norm()
+            e = torch.stack([ids[layer][token][(x, yy, 224)].double() for x in range(4) for yy in range(4)])
+            c = e - e.mean(0, keepdim=True)
+            ratio = ((c @ u).pow(2).sum() + (c @ v).pow(2).sum()) / c.pow(2).sum()
+            self.assertAlmostEqual(panel["explained_variance"], ratio.item(), places=9)
+            for p, row in zip(panel["ids"], e):
+                self.assertAlmostEqual(p["u"], (row @ u).item(), delta=1e-9 * max(1, abs(p["u"])))
+                self.assertAlmostEqual(p["v"], (row @ v).item(), delta=1e-9 * max(1, abs(p["v"])))
+            for p, key in zip(panel["text"], list(text[layer].keys())):
+                self.assertAlmostEqual(p["u"], (text[layer][key].double() @ u).item(), delta=1e-7)
+        for f in ["fig.png", "fig.svg", "fig_sheet.png"]:
+            self.assertGreater(os.path.getsize(os.path.join(out, f)), 1000, f)
+        with open(os.path.join(out, "fig.png"), "rb") as fh:
+            self.assertEqual(fh.read(8), b"\x89PNG\r\n\x1a\n")
 
     def test_reference_averaging_policy_agrees(self):
         out = os.path.join(self.tmp, "grid_refavg")
