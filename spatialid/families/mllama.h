@@ -27,15 +27,17 @@
 // - With an image: every decoder layer counts, cross-attention layers
 //   included: 41 states for the 11B models (0 = embeddings, 40 = final norm).
 //   The reference keeps 0..32 of llama-11b's (its preset, not this file).
-// - Text only (`Forward(ids, request)`): transformers >= 4.55 (5.3.0 here)
-//   skips the cross-attention layers when there is no image and records
-//   hidden states only for the layers that run, so there are
-//   text_only_num_layers() + 1 = 33 states: 0 = embeddings, i = output of
-//   the i-th *self-attention* layer, 32 = the final norm of the last one.
-//   This forward reproduces exactly that numbering (transformers <= 4.54
-//   returned 41 states, repeating the input of each skipped layer; see
-//   REFERENCE.md section 10). Text-only index i > 8 is therefore a shallower
-//   layer than image index i.
+// - Text only (`Forward(ids, request)`): transformers skips the
+//   cross-attention layers when there is no image. By default
+//   (MllamaTextOnlyNumbering::kSkipped) the states are numbered as
+//   transformers >= 4.55 (5.3.0 here) returns them, recording only the
+//   layers that run: text_only_num_layers() + 1 = 33 states, 0 =
+//   embeddings, i = output of the i-th *self-attention* layer, 32 = the
+//   final norm of the last one; text-only index i >= 4 thus comes from a
+//   later decoder layer than image index i. kRepeated numbers them as
+//   transformers <= 4.54 did (41 states, a skipped layer repeating its
+//   input, so index i comes from the same decoder layer as with an image;
+//   REFERENCE.md section 10), chosen with set_text_only_numbering().
 //
 // The prompt: the chat template writes "<|image|>" once per image and
 // MllamaProcessor does not expand it (`ImagePromptFor`: 1 token per image);
@@ -299,6 +301,12 @@ inline at::Tensor MllamaTileAttentionRows(const at::Tensor& input_ids, int64_t i
 // ---------------------------------------------------------------------------
 // Model.
 
+// How the text-only forward numbers its hidden states (see the file comment).
+enum class MllamaTextOnlyNumbering {
+  kSkipped,   // transformers >= 4.55 (5.3): only the layers that run; 33 states
+  kRepeated,  // transformers <= 4.54: every layer, skipped ones repeat; 41 states
+};
+
 class MllamaModel {
  public:
   static absl::StatusOr<MllamaModel> Load(const std::string& model_dir, const LoadOptions& options) {
@@ -346,9 +354,15 @@ class MllamaModel {
   const config::MllamaConfig& config() const { return config_; }
   // Decoder layers, cross-attention layers included (40 for the 11B models).
   int64_t num_layers() const { return text_.num_layers(); }
-  // Layers that run on text alone: the hidden states of the text-only
-  // forward are 0..text_only_num_layers() (32 for the 11B models).
-  int64_t text_only_num_layers() const { return static_cast<int64_t>(self_layers_.size()); }
+  // The text-only forward's hidden states are 0..text_only_num_layers():
+  // 32 for the 11B models with kSkipped (the default), 40 with kRepeated.
+  int64_t text_only_num_layers() const {
+    return text_only_numbering_ == MllamaTextOnlyNumbering::kSkipped
+               ? static_cast<int64_t>(self_layers_.size())
+               : num_layers();
+  }
+  MllamaTextOnlyNumbering text_only_numbering() const { return text_only_numbering_; }
+  void set_text_only_numbering(MllamaTextOnlyNumbering n) { text_only_numbering_ = n; }
   int64_t hidden_size() const { return text_.hidden_size(); }
   at::ScalarType dtype() const { return dtype_; }
   at::Device device() const { return device_; }
@@ -391,8 +405,8 @@ class MllamaModel {
     return Run(input_ids, &pixels, request);
   }
 
-  // Hidden states of text alone, numbered as transformers 5.3 numbers them
-  // (cross-attention layers skipped; see the file comment).
+  // Hidden states of text alone (no cross-attention layer runs), numbered
+  // as text_only_numbering() says (see the file comment).
   absl::StatusOr<at::Tensor> Forward(const at::Tensor& input_ids, const HiddenStateRequest& request) const {
     SPATIALID_RETURN_IF_ERROR(CheckIds(input_ids));
     SPATIALID_RETURN_IF_ERROR(ValidateRequest(request, text_only_num_layers(), input_ids.size(1)));
@@ -486,11 +500,19 @@ class MllamaModel {
       const nn::CosSin cos_sin = text_.rotary(position_ids, dtype_, seq_len);
       const nn::AttentionMask causal = nn::AttentionMask::Causal();
       auto final_norm = [&](const at::Tensor& x) { return text_.FinalNorm(x); };
-      if (pixels == nullptr) {
+      if (pixels == nullptr && text_only_numbering_ == MllamaTextOnlyNumbering::kSkipped) {
         return CollectHiddenStates(
             std::move(embeds), text_only_num_layers(), request,
             [&](int64_t i, const at::Tensor& x) {
               return text_.RunLayer(self_layers_[static_cast<size_t>(i)], x, cos_sin, causal);
+            },
+            final_norm);
+      }
+      if (pixels == nullptr) {  // kRepeated: a skipped layer passes its input on
+        return CollectHiddenStates(
+            std::move(embeds), num_layers(), request,
+            [&](int64_t i, const at::Tensor& x) {
+              return cross_slot_[static_cast<size_t>(i)] >= 0 ? x : text_.RunLayer(i, x, cos_sin, causal);
             },
             final_norm);
       }
@@ -540,6 +562,7 @@ class MllamaModel {
   std::vector<nn::GatedCrossAttentionLayer> cross_layers_;
   std::vector<int> cross_slot_;       // decoder layer -> index in cross_layers_, -1 for self-attention
   std::vector<int64_t> self_layers_;  // decoder indices of the self-attention layers, in order
+  MllamaTextOnlyNumbering text_only_numbering_ = MllamaTextOnlyNumbering::kSkipped;
 };
 
 // ---------------------------------------------------------------------------

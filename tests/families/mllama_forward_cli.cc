@@ -72,6 +72,9 @@ ABSL_FLAG(std::string, dtype, "", "model dtype: float32, float16 or bfloat16 (em
 ABSL_FLAG(bool, text_only, false, "forward/prompt without an image");
 ABSL_FLAG(bool, image_features, false, "also write the projected image features");
 ABSL_FLAG(std::string, text, "", "the user question (mode=prompt)");
+ABSL_FLAG(std::string, text_only_numbering, "skipped",
+          "text-only hidden-state numbering: skipped (transformers >= 4.55, the default) or repeated "
+          "(transformers <= 4.54)");
 ABSL_FLAG(int, repeat, 0, "time this many forwards after the first and print the mean");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 keeps libtorch's default)");
 ABSL_FLAG(std::string, out, "", "output safetensors file");
@@ -252,6 +255,12 @@ absl::Status Run() {
   SPATIALID_ASSIGN_OR_RETURN(Mllama::Model model, Mllama::Load(model_dir, {.dtype = dtype}));
   std::printf("load_seconds=%.4f\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count());
+  const std::string numbering = absl::GetFlag(FLAGS_text_only_numbering);
+  if (numbering == "repeated") {
+    model.set_text_only_numbering(fam::MllamaTextOnlyNumbering::kRepeated);
+  } else if (numbering != "skipped") {
+    return absl::InvalidArgumentError(absl::StrCat("--text_only_numbering=", numbering, ": skipped or repeated"));
+  }
   const bool text_only = absl::GetFlag(FLAGS_text_only);
   if (!text_only && !pixels) return absl::InvalidArgumentError("forward needs --pixels or --images (or --text_only)");
   auto forward = [&]() -> absl::StatusOr<at::Tensor> {

@@ -458,6 +458,20 @@ class MllamaOracleTest(unittest.TestCase):
         with self.assertRaises(AssertionError) as ctx:
             self.cli("text_bad", model_dir=self.model_dir, request=req, dtype=dtype_name, text_only=True)
         self.assertIn(f"outside 0..{ref.shape[0] - 1}", str(ctx.exception))
+        # transformers <= 4.54 numbered every layer, a skipped cross-attention
+        # layer repeating its input (its loop appended the state before the
+        # skip): state i is the output of the self-attention layers among 0..i-1.
+        expect = []
+        for i in range(NUM_TEXT_LAYERS + 1):
+            ran = len([j for j in range(i) if j not in CROSS_LAYERS])
+            self.assertTrue(i == NUM_TEXT_LAYERS or ran < ref.shape[0] - 1, "final-norm state only at the end")
+            expect.append(ref[ran])
+        expect = torch.stack(expect)[:, :, positions]
+        req = self.request(f"text41_{dtype_name}", text_ids, positions, range(NUM_TEXT_LAYERS + 1))
+        got, _ = self.cli(f"text41_{dtype_name}", model_dir=self.model_dir, request=req, dtype=dtype_name,
+                          text_only=True, text_only_numbering="repeated")
+        self.compare(got["hidden_states"], expect, f"text-only {dtype_name}, transformers <= 4.54 numbering "
+                     f"({NUM_TEXT_LAYERS + 1} states)", REL_BOUND[dtype_name])
 
     def test_text_only_fp32(self):
         self.check_text_only("float32")
