@@ -10,6 +10,8 @@
 // (post_attention_layernorm, post_feedforward_layernorm) and the optional
 // scales InternViT's layer scale (lambda_1, lambda_2). Which HF names fill
 // which member is the family's business: it loads the members itself.
+// `Apply` runs the block around an attention with its own arguments (the
+// Qwen2-VL vision tower's segmented attention).
 #pragma once
 
 #include <optional>
@@ -37,7 +39,15 @@ struct TransformerBlock {
 
   at::Tensor operator()(const at::Tensor& x, const CosSin* rotary,
                         const AttentionMask& mask) const {
-    at::Tensor h = attn(attn_norm(x), rotary, mask);
+    return Apply(x, rotary, mask);
+  }
+
+  // The same block around an attention that takes other arguments, e.g.
+  // Qwen2-VL's vision attention (cos/sin and variable-length segments):
+  // `attn(attn_norm(x), attn_args...)`.
+  template <class... AttnArgs>
+  at::Tensor Apply(const at::Tensor& x, const AttnArgs&... attn_args) const {
+    at::Tensor h = attn(attn_norm(x), attn_args...);
     if (attn_out_norm) h = (*attn_out_norm)(h);
     if (attn_scale.defined()) h = h * attn_scale;
     const at::Tensor y = x + h;
