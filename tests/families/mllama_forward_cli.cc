@@ -25,6 +25,8 @@
 //                      {"text", "add_special_tokens", "input_ids"}; with
 //                      --images also writes --out with the processor outputs
 //                      and the "cross_attention_mask" for those ids.
+//   --mode=tiling      for each HxW in --sizes, the processor's canvas and
+//                      resize: prints JSON [[rows, cols, height, width, id], ...].
 //   --mode=config      prints what the family reads from config.json (JSON on
 //                      stdout); no weights.
 // --repeat=N times N forwards after the first and prints "forward_seconds=".
@@ -50,6 +52,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "spatialid/families/mllama.h"
@@ -62,7 +65,7 @@
 #include "spatialid/text/tokenizer_pretrained.h"
 #include "spatialid/util/status.h"
 
-ABSL_FLAG(std::string, mode, "forward", "forward, preprocess, prompt or config (see the file comment)");
+ABSL_FLAG(std::string, mode, "forward", "forward, preprocess, prompt, tiling or config (see the file comment)");
 ABSL_FLAG(std::string, model_dir, "", "Mllama checkpoint folder (config.json, *.safetensors, ...)");
 ABSL_FLAG(std::string, request, "", "JSON file with input_ids, positions and layers");
 ABSL_FLAG(std::string, pixels, "", "safetensors file with pixel_values, aspect_ratio_ids, aspect_ratio_mask");
@@ -75,6 +78,7 @@ ABSL_FLAG(std::string, text, "", "the user question (mode=prompt)");
 ABSL_FLAG(std::string, text_only_numbering, "skipped",
           "text-only hidden-state numbering: skipped (transformers >= 4.55, the default) or repeated "
           "(transformers <= 4.54)");
+ABSL_FLAG(std::string, sizes, "", "comma-separated HxW image sizes (mode=tiling)");
 ABSL_FLAG(int, repeat, 0, "time this many forwards after the first and print the mean");
 ABSL_FLAG(int, threads, 0, "intra-op threads (0 keeps libtorch's default)");
 ABSL_FLAG(std::string, out, "", "output safetensors file");
@@ -169,6 +173,25 @@ absl::Status PrintConfig(const std::string& model_dir) {
   return absl::OkStatus();
 }
 
+absl::Status PrintTiling(const std::string& model_dir) {
+  SPATIALID_ASSIGN_OR_RETURN(Mllama::Processor proc, Mllama::LoadProcessor(model_dir, {}));
+  const spatialid::vision::MllamaImageProcessor& ip = proc.image_processor();
+  nlohmann::json rows = nlohmann::json::array();
+  for (const std::string& item : std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',',
+                                                                         absl::SkipEmpty()))) {
+    const std::vector<std::string> hw = absl::StrSplit(item, 'x');
+    int64_t h = 0, w = 0;
+    if (hw.size() != 2 || !absl::SimpleAtoi(hw[0], &h) || !absl::SimpleAtoi(hw[1], &w) || h <= 0 || w <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--sizes: \"", item, "\" is not HxW"));
+    }
+    const spatialid::vision::MllamaTileLayout layout = ip.LayoutFor(h, w);
+    const auto [rh, rw] = ip.ResizedSize(h, w);
+    rows.push_back({layout.rows, layout.cols, rh, rw, ip.AspectRatioId(layout)});
+  }
+  std::printf("%s\n", rows.dump().c_str());
+  return absl::OkStatus();
+}
+
 absl::Status PrintPrompt(const std::string& model_dir, std::map<std::string, at::Tensor>& out) {
   namespace text = spatialid::text;
   SPATIALID_ASSIGN_OR_RETURN(spatialid::config::MllamaConfig cfg, fam::ReadMllamaConfig(model_dir));
@@ -226,6 +249,7 @@ absl::Status Run() {
   if (model_dir.empty()) return absl::InvalidArgumentError("--model_dir is required");
   if (absl::GetFlag(FLAGS_threads) > 0) at::set_num_threads(absl::GetFlag(FLAGS_threads));
   if (mode == "config") return PrintConfig(model_dir);
+  if (mode == "tiling") return PrintTiling(model_dir);
   std::map<std::string, at::Tensor> out;
   if (mode == "prompt") {
     SPATIALID_RETURN_IF_ERROR(PrintPrompt(model_dir, out));

@@ -342,6 +342,38 @@ class MllamaOracleTest(unittest.TestCase):
         self.assertLess(float((corner - pad_value).abs().max()), 1e-5)
         self.assertGreater(float((ref["pixel_values"][0, 0, 0, 0] - pad_value).abs().max()), 0.5)
 
+    def test_tiling_arithmetic_matches_transformers(self):
+        """Canvas choice and resized size for ~1,900 image sizes (ties, clipping, extreme aspect ratios)."""
+        from transformers.models.mllama.image_processing_mllama import (get_all_supported_aspect_ratios,
+                                                                        get_image_size_fit_to_canvas,
+                                                                        get_optimal_tiled_canvas)
+        folder = os.path.join(self.dir, "tiling_processor")
+        os.makedirs(folder, exist_ok=True)
+        from transformers import MllamaImageProcessor
+        MllamaImageProcessor(**processor_settings(560)).save_pretrained(folder)
+        rng = np.random.default_rng(5)
+        sizes = {(896, 896), (1, 1), (1, 5000), (5000, 1), (560, 560), (561, 559), (1120, 1120), (560, 2240),
+                 (2240, 560), (1680, 560), (140, 560), (3, 7), (1121, 1)}
+        sizes |= {(int(h), int(w)) for h, w in rng.integers(1, 3000, size=(1500, 2))}
+        sizes |= {(int(h), int(w)) for h, w in rng.integers(1, 200, size=(300, 2))}
+        sizes |= {(560 * a // b, 560 * c // d) for a in range(1, 5) for b in range(1, 4)
+                  for c in range(1, 5) for d in range(1, 4)}
+        sizes = sorted(sizes)
+        proc = oracle_lib.run([CLI, "--mode=tiling", f"--model_dir={folder}",
+                               "--sizes=" + ",".join(f"{h}x{w}" for h, w in sizes)])
+        ours = json.loads(proc.stdout.strip().splitlines()[-1])
+        layouts = get_all_supported_aspect_ratios(4)
+        mismatches = []
+        for (h, w), got in zip(sizes, ours):
+            ch, cw = (int(v) for v in get_optimal_tiled_canvas(h, w, 4, 560))
+            nh, nw = get_image_size_fit_to_canvas(h, w, ch, cw, 560)
+            want = [ch // 560, cw // 560, int(nh), int(nw), layouts.index((ch // 560, cw // 560)) + 1]
+            if got != want:
+                mismatches.append(((h, w), got, want))
+        print(f"tiling: {len(sizes)} sizes, {len(mismatches)} mismatches")
+        self.assertEqual(len(ours), len(sizes))
+        self.assertEqual(mismatches, [])
+
     # -- prompt ------------------------------------------------------------
 
     def test_prompt_ids_and_cross_attention_mask(self):
