@@ -667,7 +667,7 @@ inline int64_t FindImpl(const std::string& s, const Params& p, bool reverse) {
 
 inline bool AffixMatch(const std::string& s, const Params& p, bool suffix) {
   std::u32string hay = unicode::Decode(s);
-  auto [b, e] = SubRange(p, 1, hay.size());
+  size_t b, e;  std::tie(b, e) = SubRange(p, 1, hay.size());  // not a structured binding: clang 14 cannot capture those
   std::u32string_view window = b <= e ? std::u32string_view(hay).substr(b, e - b) : std::u32string_view();
   auto one = [&](const Value& affix) {
     if (!affix.is_string()) {
