@@ -25,6 +25,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
+#include <tuple>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +37,7 @@
 #include "spatialid/data/layout_source.h"
 #include "spatialid/extract/extractor.h"
 #include "spatialid/extract/layout_stream.h"
+#include "spatialid/extract/sharding.h"
 #include "spatialid/extract/spatial_id.h"
 #include "spatialid/policies/averaging.h"
 #include "spatialid/util/progress.h"
@@ -63,6 +66,10 @@ struct ExperimentOptions {
   std::string question = kGridQuestion;
   std::vector<std::string> targets = GridTargets();
   std::vector<std::string> text_targets = {"left", "right"};
+  // Batch extraction only: run one shard (sharding.h) instead of the whole
+  // set; `shard_config` holds the settings every shard must share.
+  std::optional<ShardSpec> shard;
+  nlohmann::json shard_config;
 };
 
 struct PairLayouts {
@@ -142,10 +149,64 @@ absl::Status RunGridExperiment(const X& x, const S& source, const ExperimentOpti
   return WriteIdsFile(prefix + "_text.pt", text_dict);
 }
 
+// One shard of a batch extraction: each unit's accumulator state, then the
+// manifest (sharding.h). A unit whose state file exists is skipped unless
+// `overwrite`, so a killed shard resumes where it stopped.
+template <policy::Averager A, class X, data::LayoutSource S>
+absl::Status RunBatchShard(const X& x, const S& source, const std::vector<PairLayouts>& pairs,
+                           const ExperimentOptions& options) {
+  if constexpr (!requires(const A& a) { a.State(); }) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sharded runs need the streaming averaging (partial sums); ", A::kName, " keeps no state"));
+  } else {
+    const ShardSpec& spec = *options.shard;
+    std::vector<size_t> sizes;
+    std::vector<std::tuple<std::string, std::string, size_t>> listing;
+    for (const PairLayouts& p : pairs) {
+      sizes.push_back(p.indices.size());
+      listing.emplace_back(p.a, p.b, p.indices.size());
+    }
+    const std::vector<ShardUnit> units = PlanShard(sizes, spec);
+    long total = 0;
+    for (const ShardUnit& u : units) total += static_cast<long>(u.end - u.begin);
+    util::Progress progress(absl::StrCat("batch_extraction shard ", spec.index, "/", spec.count),
+                            total);
+    for (const ShardUnit& u : units) {
+      if (u.begin == u.end) continue;
+      const PairLayouts& pair = pairs[u.pair];
+      const std::string path = ShardUnitPath(options.out_dir, options.model_name, spec.index,
+                                             spec.count, absl::StrCat(pair.a, "_", pair.b),
+                                             u.begin, u.end);
+      std::error_code ec;
+      if (!options.overwrite && std::filesystem::exists(path, ec)) continue;
+      PairLayouts part{pair.a, pair.b,
+                       std::vector<size_t>(pair.indices.begin() + static_cast<long>(u.begin),
+                                           pair.indices.begin() + static_cast<long>(u.end))};
+      const std::vector<std::string> words = {pair.b};
+      A averager(x.layers64());
+      SPATIALID_RETURN_IF_ERROR(StreamLayouts(
+          x, source, part.indices, BatchQuestion(pair.a, pair.b), words, options.stream,
+          [&](const data::GridLayout& l, size_t, const std::string& token, const at::Tensor& rows) {
+            return averager.Add(APositionName(l), token,
+                                CellKey{l.b_cell.x, l.b_cell.y, l.size}, rows);
+          },
+          options.quiet ? nullptr : &progress));
+      SPATIALID_RETURN_IF_ERROR(SaveState(path, averager));
+    }
+    if (!options.quiet) progress.Finish();
+    nlohmann::json config = options.shard_config;
+    config["dtype"] = DtypeName(options.out_dtype);
+    config["layers"] = x.layers64();
+    config["averaging"] = A::kName;
+    return WriteShardManifest(options.out_dir, options.model_name, spec, config, listing, units);
+  }
+}
+
 template <policy::Averager A, class X, data::LayoutSource S>
 absl::Status RunBatchExtraction(const X& x, const S& source, const ExperimentOptions& options) {
   const std::vector<PairLayouts> pairs = GroupByPair(source);
   if (pairs.empty()) return absl::InvalidArgumentError("the image source holds no layouts");
+  if (options.shard) return RunBatchShard<A>(x, source, pairs, options);
   long total = 0, done = 0;
   std::vector<bool> skip(pairs.size(), false);
   for (size_t i = 0; i < pairs.size(); ++i) {

@@ -1,0 +1,51 @@
+// Merges the shards of a batch extraction split over processes, GPUs or
+// nodes (batch_extraction --shard/--num_shards, torchrun or Slurm) into the
+// files a single run writes: {out}/{a}_{b}/{name}.pt, {out}/{name}.pt and
+// {out}/{name}_x.pt / _y.pt. Refuses missing, incomplete or mismatched
+// shards, naming the shard.
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "spatialid/extract/sharding.h"
+
+ABSL_FLAG(std::string, out, "embeds/universal_id",
+          "Output folder of the sharded run (its shards are in {out}/.shards/{name}).");
+ABSL_FLAG(std::string, model, "llava-7b", "The run's --model alias (the file stem unless --name).");
+ABSL_FLAG(std::string, name, "", "The run's --name, if it set one.");
+ABSL_FLAG(int, axis_size, 224, "Object size whose IDs define the x/y axes.");
+ABSL_FLAG(bool, strict_axes, false,
+          "Axes from differences with y2 > y1 only (as batch_extraction --strict_axes).");
+ABSL_FLAG(bool, quiet, false, "No summary line.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Merges the shard states of a sharded batch extraction into the files of one run.\n"
+      "  merge_shards --out=embeds/universal_id --model=llava-7b");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::fprintf(stderr, "merge_shards: unexpected argument '%s' (see --help)\n", rest[1]);
+    return 2;
+  }
+  const std::string name =
+      absl::GetFlag(FLAGS_name).empty() ? absl::GetFlag(FLAGS_model) : absl::GetFlag(FLAGS_name);
+  spatialid::extract::AxisOptions axes;
+  axes.size = absl::GetFlag(FLAGS_axis_size);
+  axes.strict = absl::GetFlag(FLAGS_strict_axes);
+  absl::Status s;
+  try {
+    s = spatialid::extract::MergeShards(absl::GetFlag(FLAGS_out), name, axes,
+                                        absl::GetFlag(FLAGS_quiet));
+  } catch (const std::exception& e) {
+    s = absl::InternalError(e.what());
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "merge_shards: error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}
