@@ -27,7 +27,6 @@
 //   SPATIALID_ASSIGN_OR_RETURN(at::Tensor pixels, proc.Preprocess(images));  // [N, 3, 336, 336]
 #pragma once
 
-#include <array>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -39,9 +38,7 @@
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/constant_pad_nd.h>
-#include <ATen/ops/from_blob.h>
 #include <ATen/ops/stack.h>
-#include <ATen/ops/tensor.h>
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
@@ -52,6 +49,7 @@
 #include "spatialid/io/image_resample.h"
 #include "spatialid/io/json_file.h"
 #include "spatialid/util/status.h"
+#include "spatialid/vision/rescale_normalize.h"
 #include "spatialid/vision/resize_engine.h"
 #include "spatialid/vision/torchvision_resize.h"
 
@@ -206,11 +204,7 @@ inline std::pair<int64_t, int64_t> ClipImageProcessor::ResizedSize(int64_t heigh
 }
 
 inline at::Tensor ClipImageProcessor::PreprocessTorchvision(const io::Image& rgb) const {
-  // HWC bytes -> contiguous uint8 [1, 3, H, W], as transformers stacks them.
-  at::Tensor img = at::from_blob(const_cast<uint8_t*>(rgb.pixels.data()),
-                                 {1, rgb.height, rgb.width, 3}, at::kByte)
-                       .permute({0, 3, 1, 2})
-                       .contiguous();
+  at::Tensor img = ImageToUint8Tensor(rgb);
   if (config_.do_resize) {
     const auto [h, w] = ResizedSize(rgb.height, rgb.width);
     img = TorchvisionResize(img, h, w, interpolation_, /*antialias=*/true);
@@ -231,21 +225,7 @@ inline at::Tensor ClipImageProcessor::PreprocessTorchvision(const io::Image& rgb
     const auto left = static_cast<int64_t>(static_cast<double>(w - cw) / 2.0);
     img = img.slice(2, top, top + ch).slice(3, left, left + cw);
   }
-  const auto f32 = at::TensorOptions().dtype(at::kFloat);
-  if (config_.do_normalize) {
-    at::Tensor mean = at::tensor(at::ArrayRef<double>(config_.image_mean.data(), 3), f32);
-    at::Tensor std = at::tensor(at::ArrayRef<double>(config_.image_std.data(), 3), f32);
-    if (config_.do_rescale) {  // fused: (x - mean/rf) / (std/rf)
-      mean = mean * (1.0 / config_.rescale_factor);
-      std = std * (1.0 / config_.rescale_factor);
-    }
-    img = img.to(at::kFloat).sub(mean.view({-1, 1, 1})).div_(std.view({-1, 1, 1}));
-  } else if (config_.do_rescale) {
-    img = img * config_.rescale_factor;
-  } else {
-    img = img.to(at::kFloat);
-  }
-  return img.squeeze(0).contiguous();
+  return RescaleNormalizeFast(img, config_).squeeze(0).contiguous();
 }
 
 inline absl::StatusOr<at::Tensor> ClipImageProcessor::PreprocessPillow(const io::Image& rgb) const {
@@ -282,27 +262,7 @@ inline absl::StatusOr<at::Tensor> ClipImageProcessor::PreprocessPillow(const io:
     }
     img = std::move(out);
   }
-  const int64_t h = img.height, w = img.width;
-  std::vector<float> chw(static_cast<size_t>(3 * h * w));
-  std::array<float, 3> mean{}, stdv{};
-  for (int c = 0; c < 3; ++c) {
-    mean[c] = static_cast<float>(config_.image_mean[c]);
-    stdv[c] = static_cast<float>(config_.image_std[c]);
-  }
-  for (int c = 0; c < 3; ++c) {
-    for (int64_t y = 0; y < h; ++y) {
-      for (int64_t x = 0; x < w; ++x) {
-        const uint8_t v = img.at(static_cast<int>(x), static_cast<int>(y), c);
-        // rescale: float64 product, then cast to fp32; normalize: fp32.
-        float f = config_.do_rescale
-                      ? static_cast<float>(static_cast<double>(v) * config_.rescale_factor)
-                      : static_cast<float>(v);
-        if (config_.do_normalize) f = (f - mean[c]) / stdv[c];
-        chw[static_cast<size_t>((c * h + y) * w + x)] = f;
-      }
-    }
-  }
-  return at::from_blob(chw.data(), {3, h, w}, at::kFloat).clone();
+  return RescaleNormalizeSlow(img, config_);
 }
 
 inline absl::StatusOr<at::Tensor> ClipImageProcessor::Preprocess(const io::Image& image) const {
