@@ -6,11 +6,15 @@
 // instead of compiling it twice.
 #include "examples/experiment_main.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include <ATen/Context.h>
@@ -21,12 +25,16 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "spatialid/data/grid_job.h"
 #include "spatialid/data/layout_folder.h"
+#include "spatialid/data/layout_source.h"
 #include "spatialid/extract/experiments.h"
 #include "spatialid/extract/extractor.h"
 #include "spatialid/extract/model_presets.h"
 #include "spatialid/extract/registry.h"
+#include "spatialid/extract/sharding.h"
 #include "spatialid/policies/averaging.h"
 #include "spatialid/policies/layers.h"
 #include "spatialid/policies/pooling.h"
@@ -44,7 +52,17 @@ ABSL_FLAG(std::string, images, "",
           "Image folder: one {a}_{b} folder per pair, nested {ax}_{ay}/{bx}_{by}_{size}.png or "
           "flat {a}_{b}_{i}_{j}_{size}.png. Default: data/grid_data (grid) or "
           "data/extraction_data (batch).");
-ABSL_FLAG(std::string, pairs, "", "Comma-separated pair folders to use (default: all found).");
+ABSL_FLAG(std::string, pairs, "",
+          "Comma-separated pair folders to use (default: all found; with --objects_dir, "
+          "camel_frog for the grid, every ordered pair of the folder's objects for batch).");
+ABSL_FLAG(std::string, objects_dir, "",
+          "Draw the layouts in memory from this folder of object images {name}.png instead of "
+          "reading --images (no PNG is written or read; pixels equal grid_data's defaults).");
+ABSL_FLAG(std::string, sizes, "",
+          "With --objects_dir: comma-separated object sizes (default: 224 for the grid, "
+          "74,124,174,224 for batch).");
+ABSL_FLAG(bool, no_same_row_or_col, false,
+          "With --objects_dir: skip layouts where A and B share a row or a column.");
 ABSL_FLAG(std::string, out, "",
           "Output folder. Default: embeds/grid_id (grid) or embeds/universal_id (batch).");
 ABSL_FLAG(std::string, name, "",
@@ -62,8 +80,10 @@ ABSL_FLAG(std::string, dtype, "auto",
           "float32, float16, bfloat16, or auto: the reference's dtype for --model on CUDA, "
           "float32 on the CPU (half-precision matmuls are slow there).");
 ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N.");
-ABSL_FLAG(int, batch_size, 8, "Images per forward pass.");
+ABSL_FLAG(int, batch_size, 0,
+          "Images per forward pass; 0: auto (8 on the CPU, sized from free memory on a GPU).");
 ABSL_FLAG(int, prefetch, 2, "Batches loaded and preprocessed ahead of the model.");
+ABSL_FLAG(int, loader_threads, 1, "Threads loading (or drawing) and preprocessing images.");
 ABSL_FLAG(int, threads, 0, "CPU threads for the model (0: all cores).");
 ABSL_FLAG(std::string, resize, "torchvision",
           "Image resizing: torchvision (transformers 5's fast processors, the default) or "
@@ -80,6 +100,21 @@ ABSL_FLAG(std::string, targets, "frog,left,right",
 ABSL_FLAG(std::string, text_targets, "left,right",
           "Grid experiment only: words whose text-only embeddings are written to {name}_text.pt.");
 ABSL_FLAG(bool, quiet, false, "No progress lines.");
+ABSL_FLAG(std::string, bos, "processor",
+          "processor: tokenize the rendered prompt as the reference's processor(text=...) call "
+          "does, special tokens always added (Gemma 3 and Llama 3.2 Vision prompts then start "
+          "with two BOS tokens, as in the reference); chat_template: transformers' "
+          "apply_chat_template(tokenize=True) rule, no BOS added when the template wrote one.");
+ABSL_FLAG(int, shard, -1,
+          "Batch extraction only: run shard K of --num_shards (pairs, and layouts within a pair "
+          "when there are more shards than pairs, dealt deterministically); writes partial sums "
+          "to {out}/.shards/{name}/ for --merge. Default: from torchrun (RANK, WORLD_SIZE) or "
+          "Slurm (SLURM_PROCID/SLURM_NTASKS, SLURM_ARRAY_TASK_ID/COUNT) when set; else no "
+          "sharding. With LOCAL_RANK or SLURM_LOCALID, --device=cuda becomes cuda:LOCAL_RANK.");
+ABSL_FLAG(int, num_shards, 0, "Batch extraction only: the number of shards (see --shard).");
+ABSL_FLAG(bool, merge, false,
+          "Batch extraction only: merge the shards in {out}/.shards/{name}/ into the files of "
+          "one run (as //examples:merge_shards) and load no model.");
 
 namespace spatialid::examples {
 namespace {
@@ -116,17 +151,98 @@ std::vector<std::string> SplitList(const std::string& s) {
   return out;
 }
 
+// A folder of PNGs or layouts drawn in memory, behind one type so every
+// family and policy is compiled once.
+class ImageSource {
+ public:
+  using Variant = std::variant<data::LayoutFolder, data::SynthesizedLayouts>;
+  explicit ImageSource(Variant source) : source_(std::move(source)) {}
+  size_t size() const {
+    return std::visit([](const auto& s) -> size_t { return s.size(); }, source_);
+  }
+  const data::GridLayout& layout(size_t i) const {
+    return std::visit([i](const auto& s) -> const data::GridLayout& { return s.layout(i); },
+                      source_);
+  }
+  absl::StatusOr<io::Image> RgbImage(size_t i) const {
+    return std::visit([i](const auto& s) { return s.RgbImage(i); }, source_);
+  }
+
+ private:
+  Variant source_;
+};
+
+absl::StatusOr<ImageSource> OpenImages(bool grid) {
+  const std::string objects_dir = absl::GetFlag(FLAGS_objects_dir);
+  if (objects_dir.empty()) {
+    std::string images = absl::GetFlag(FLAGS_images);
+    if (images.empty()) images = grid ? "data/grid_data" : "data/extraction_data";
+    data::FolderOptions fopts;
+    fopts.pairs = SplitList(absl::GetFlag(FLAGS_pairs));
+    SPATIALID_ASSIGN_OR_RETURN(data::LayoutFolder folder, data::LayoutFolder::Open(images, fopts));
+    return ImageSource(std::move(folder));
+  }
+  std::error_code dir_ec;
+  if (!std::filesystem::is_directory(objects_dir, dir_ec)) {
+    return absl::NotFoundError(absl::StrCat(objects_dir, ": --objects_dir folder not found"));
+  }
+  std::string pairs_csv = absl::GetFlag(FLAGS_pairs);
+  absl::StatusOr<std::vector<data::ObjectPair>> pairs;
+  if (pairs_csv.empty() && !grid) {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(objects_dir, ec)) {
+      if (e.path().extension() == ".png") names.push_back(e.path().stem().string());
+    }
+    std::sort(names.begin(), names.end());
+    pairs = data::AllOrderedPairs(absl::StrJoin(names, ","));
+  } else {
+    pairs = data::ParsePairList(pairs_csv.empty() ? "camel_frog" : pairs_csv, objects_dir);
+  }
+  if (!pairs.ok()) return pairs.status();
+  data::GridOptions grid_options;
+  std::string sizes_csv = absl::GetFlag(FLAGS_sizes);
+  if (sizes_csv.empty()) sizes_csv = grid ? "224" : "74,124,174,224";
+  SPATIALID_ASSIGN_OR_RETURN(std::vector<int> sizes, data::ParseSizeList(sizes_csv, grid_options.cell));
+  SPATIALID_ASSIGN_OR_RETURN(std::unique_ptr<data::GridComposer> composer,
+                             data::GridComposer::Create(objects_dir, grid_options));
+  std::vector<data::GridLayout> layouts;
+  for (const data::ObjectPair& p : *pairs) {
+    std::vector<data::GridLayout> l =
+        data::EnumeratePairLayouts(p.a, p.b, sizes, absl::GetFlag(FLAGS_no_same_row_or_col));
+    layouts.insert(layouts.end(), l.begin(), l.end());
+  }
+  return ImageSource(data::SynthesizedLayouts(std::move(composer), std::move(layouts)));
+}
+
+void PrintStreamStats(ExperimentKind kind, const extract::StreamStats& s) {
+  if (s.images == 0) return;
+  std::fprintf(stderr,
+               "%s: %ld images in %.2f s (%.2f images/s, batch %d): forward %.2f s, "
+               "accumulate %.2f s, model waiting for images %.2f s; loaders: load %.2f s, "
+               "preprocess %.2f s\n",
+               kind == ExperimentKind::kGrid ? "small_id_grid" : "batch_extraction", s.images,
+               s.total_seconds, static_cast<double>(s.images) / std::max(s.total_seconds, 1e-9),
+               s.batch_size, s.forward_seconds, s.sink_seconds, s.wait_seconds, s.load_seconds,
+               s.preprocess_seconds);
+}
+
 template <class F, class P, class A>
 absl::Status RunWith(ExperimentKind kind, const extract::ExtractorOptions& xopts,
                      const policy::layers::Spec& layers, const extract::ExperimentOptions& eopts,
-                     const data::LayoutFolder& source) {
+                     const ImageSource& source) {
   using X = extract::Extractor<F, policy::layers::Spec, P>;
   if (!eopts.quiet) std::fprintf(stderr, "loading %s from %s\n", std::string(F::kName).c_str(), xopts.model_dir.c_str());
   SPATIALID_ASSIGN_OR_RETURN(X x, X::Create(xopts, layers, P{}));
   extract::ExperimentOptions o = eopts;
   o.out_dtype = x.model().dtype();
-  if (kind == ExperimentKind::kGrid) return extract::RunGridExperiment<A>(x, source, o);
-  return extract::RunBatchExtraction<A>(x, source, o);
+  extract::StreamStats stats;
+  o.stream.stats = &stats;
+  const absl::Status s = kind == ExperimentKind::kGrid
+                             ? extract::RunGridExperiment<A>(x, source, o)
+                             : extract::RunBatchExtraction<A>(x, source, o);
+  if (s.ok() && !o.quiet) PrintStreamStats(kind, stats);
+  return s;
 }
 
 absl::Status Run(ExperimentKind kind) {
@@ -143,10 +259,32 @@ absl::Status Run(ExperimentKind kind) {
     }
     xopts.model_dir = def;
   }
-  SPATIALID_ASSIGN_OR_RETURN(xopts.device, ParseDevice(absl::GetFlag(FLAGS_device)));
+  const bool batch = kind == ExperimentKind::kBatch;
+  std::optional<extract::ShardSpec> shard;
+  if (batch) {
+    SPATIALID_ASSIGN_OR_RETURN(shard, extract::ResolveShard(absl::GetFlag(FLAGS_shard),
+                                                            absl::GetFlag(FLAGS_num_shards)));
+  } else if (absl::GetFlag(FLAGS_shard) >= 0 || absl::GetFlag(FLAGS_num_shards) > 0 ||
+             absl::GetFlag(FLAGS_merge)) {
+    return absl::InvalidArgumentError("--shard, --num_shards and --merge are for batch_extraction");
+  }
+  std::string device = absl::GetFlag(FLAGS_device);
+  if (shard && shard->local_rank && device == "cuda") {
+    device = absl::StrCat("cuda:", *shard->local_rank);  // one GPU per local rank
+  }
+  SPATIALID_ASSIGN_OR_RETURN(xopts.device, ParseDevice(device));
   SPATIALID_ASSIGN_OR_RETURN(at::ScalarType dtype,
                              ParseDtype(absl::GetFlag(FLAGS_dtype), preset, xopts.device));
   xopts.dtype = dtype;
+  const std::string bos = absl::GetFlag(FLAGS_bos);
+  if (bos == "processor") {
+    xopts.bos = extract::BosRule::kProcessorCall;
+  } else if (bos == "chat_template") {
+    xopts.bos = extract::BosRule::kChatTemplate;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--bos=", bos, ": expected processor or chat_template"));
+  }
   const std::string resize = absl::GetFlag(FLAGS_resize);
   if (resize == "torchvision") {
     xopts.resize = vision::ResizeEngine::kTorchvision;
@@ -169,6 +307,7 @@ absl::Status Run(ExperimentKind kind) {
   if (eopts.out_dir.empty()) eopts.out_dir = grid ? "embeds/grid_id" : "embeds/universal_id";
   eopts.stream.batch_size = absl::GetFlag(FLAGS_batch_size);
   eopts.stream.prefetch = absl::GetFlag(FLAGS_prefetch);
+  eopts.stream.loader_threads = absl::GetFlag(FLAGS_loader_threads);
   eopts.axes.size = absl::GetFlag(FLAGS_axis_size);
   eopts.axes.strict = absl::GetFlag(FLAGS_strict_axes);
   eopts.overwrite = absl::GetFlag(FLAGS_overwrite);
@@ -177,13 +316,31 @@ absl::Status Run(ExperimentKind kind) {
   eopts.targets = SplitList(absl::GetFlag(FLAGS_targets));
   eopts.text_targets = SplitList(absl::GetFlag(FLAGS_text_targets));
   if (grid && eopts.targets.empty()) return absl::InvalidArgumentError("--targets is empty");
-  if (eopts.stream.batch_size < 1) return absl::InvalidArgumentError("--batch_size must be >= 1");
-
-  std::string images = absl::GetFlag(FLAGS_images);
-  if (images.empty()) images = grid ? "data/grid_data" : "data/extraction_data";
-  data::FolderOptions fopts;
-  fopts.pairs = SplitList(absl::GetFlag(FLAGS_pairs));
-  SPATIALID_ASSIGN_OR_RETURN(data::LayoutFolder source, data::LayoutFolder::Open(images, fopts));
+  if (eopts.stream.batch_size < 0) {
+    return absl::InvalidArgumentError("--batch_size must be >= 0 (0: auto)");
+  }
+  if (eopts.stream.loader_threads < 1) {
+    return absl::InvalidArgumentError("--loader_threads must be >= 1");
+  }
+  if (batch && absl::GetFlag(FLAGS_merge)) {
+    return extract::MergeShards(eopts.out_dir, eopts.model_name, eopts.axes, eopts.quiet);
+  }
+  eopts.shard = shard;
+  if (shard) {
+    // Settings every shard must share (the merge compares them); the
+    // extraction adds dtype, kept layers and averaging.
+    eopts.shard_config = {
+        {"model", absl::GetFlag(FLAGS_model)},      {"pooling", absl::GetFlag(FLAGS_pooling)},
+        {"resize", absl::GetFlag(FLAGS_resize)},    {"images", absl::GetFlag(FLAGS_images)},
+        {"objects_dir", absl::GetFlag(FLAGS_objects_dir)}, {"pairs", absl::GetFlag(FLAGS_pairs)},
+        {"sizes", absl::GetFlag(FLAGS_sizes)},
+        {"no_same_row_or_col", absl::GetFlag(FLAGS_no_same_row_or_col)}};
+    if (!eopts.quiet) {
+      std::fprintf(stderr, "batch_extraction: shard %d of %d (from %s) on %s\n", shard->index,
+                   shard->count, shard->from.c_str(), device.c_str());
+    }
+  }
+  SPATIALID_ASSIGN_OR_RETURN(ImageSource source, OpenImages(grid));
 
   const std::string pooling = absl::GetFlag(FLAGS_pooling);
   const std::string averaging = absl::GetFlag(FLAGS_averaging);

@@ -7,7 +7,7 @@ real Llama-2 tokenizer and the real CLIP processor settings, but scaled-down
 random weights (fixed seed). It is spatialid's built-in default model: the
 pipeline runs end to end on a CPU in minutes, and the numbers mean nothing.
 
-Usage: make_tiny_llava.py OUT_DIR [--tokenizer_dir DIR] [--seed N] [--size default|test]
+Usage: make_tiny_llava.py OUT_DIR [--tokenizer_dir DIR] [--seed N] [--size default|test|bench]
 """
 import argparse
 import json
@@ -30,12 +30,17 @@ LLAVA_CHAT_TEMPLATE = (
 
 # Shapes: the real llava-1.5-7b has vision 1024x24 layers at 336 px and text
 # 4096x32 layers. "default" keeps the real image geometry (336 px, patch 14,
-# 576 image tokens) with narrow, shallow layers; "test" is smaller still.
+# 576 image tokens) with narrow, shallow layers; "test" is smaller still;
+# "bench" (benchmarks/side_by_side.py) keeps the real proportions that set
+# where time goes: head sizes 64 (vision) and 128 (text), MLP widths 4x and
+# 2.6875x, text twice as wide as vision, more vision layers.
 SIZES = {
     "default": dict(v_hidden=128, v_inter=512, v_layers=4, v_heads=4,
                     t_hidden=256, t_inter=688, t_layers=6, t_heads=8),
     "test": dict(v_hidden=64, v_inter=128, v_layers=3, v_heads=4,
                  t_hidden=64, t_inter=172, t_layers=3, t_heads=4),
+    "bench": dict(v_hidden=256, v_inter=1024, v_layers=6, v_heads=4,
+                  t_hidden=512, t_inter=1376, t_layers=8, t_heads=4),
 }
 
 

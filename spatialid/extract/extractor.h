@@ -8,6 +8,14 @@
 // expansion and BOS rule, the target word's position by the pooler. The
 // forward returns only the rows and layers asked for (families/family.h).
 //
+// Image batches run the family's planned forward where it has one
+// (families/forward_plan.h; `ExtractorOptions::plan`): the prompt's text
+// before the first image token is computed once, when the prompt is
+// prepared, and its keys/values serve every batch; the deepest layer runs
+// only at the target rows; q/k/v and gate/up are packed matmuls. Results
+// equal the plain forward's up to matmul rounding; `plan = std::nullopt`
+// gives the plain forward (op for op transformers').
+//
 // Example:
 //   using X = extract::Extractor<families::Llava, policy::layers::Reference>;
 //   SPATIALID_ASSIGN_OR_RETURN(X x, X::Create({.model_dir = dir}, {.last = 32}));
@@ -19,6 +27,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -34,15 +43,35 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "spatialid/families/family.h"
+#include "spatialid/families/forward_plan.h"
 #include "spatialid/families/hidden_states.h"
 #include "spatialid/policies/layers.h"
 #include "spatialid/policies/pooling.h"
 #include "spatialid/text/chat_template.h"
 #include "spatialid/text/prompt.h"
 #include "spatialid/text/tokenizer.h"
+#include "spatialid/text/tokenizer_pretrained.h"
 #include "spatialid/util/status.h"
 
 namespace spatialid::extract {
+
+// Which savings of the planned forward to use (families/forward_plan.h).
+struct PlanOptions {
+  bool reuse_prefix = true;  // shared text prefix computed once per prompt
+  bool rows_only = true;     // deepest layer only at the target rows
+  bool packed = true;        // packed q/k/v and gate/up matmuls
+};
+
+// Whether the tokenizer adds its special tokens (BOS) to the rendered prompt.
+enum class BosRule {
+  // The reference: the rendered prompt goes through `processor(text=...)`,
+  // which always lets the tokenizer add them. Templates that write BOS
+  // themselves (Gemma 3, Llama 3.2 Vision) then start with two BOS tokens.
+  kProcessorCall,
+  // transformers' `apply_chat_template(tokenize=True)`: none are added when
+  // the rendered prompt already starts with the tokenizer's bos_token.
+  kChatTemplate,
+};
 
 // Run-time settings, validated by Create before any weight loads.
 struct ExtractorOptions {
@@ -52,6 +81,10 @@ struct ExtractorOptions {
   vision::ResizeEngine resize = vision::ResizeEngine::kTorchvision;
   // strftime_now in chat templates (Mllama's text-only "Today Date").
   text::ChatClock clock = text::ChatClock::Default();
+  BosRule bos = BosRule::kProcessorCall;
+  // The planned forward for image batches where the family has one;
+  // std::nullopt: the plain forward.
+  std::optional<PlanOptions> plan = PlanOptions{};
 };
 
 // One target word of a prepared prompt.
@@ -75,6 +108,9 @@ struct PreparedPrompt {
   std::vector<TargetWord> targets;
   families::HiddenStateRequest request;  // kept layers; every target's positions, in order
   int64_t tokens_per_image = 0;          // 0 for a text-only prompt
+  // Keys/values of the text before the first image token, computed once
+  // for every batch (image prompts of planned-forward families).
+  std::shared_ptr<const families::PrefixCache> prefix;
 
   // [batch, seq] int64 ids, the same prompt for every image.
   at::Tensor BatchIds(int64_t batch) const {
@@ -102,8 +138,11 @@ class Extractor {
           ": expected a Hugging Face model folder (config.json, *.safetensors, tokenizer.json, "
           "a chat template, preprocessor_config.json)"));
     }
-    const std::string tok_path = (std::filesystem::path(options.model_dir) / "tokenizer.json").string();
-    SPATIALID_ASSIGN_OR_RETURN(text::Tokenizer tokenizer, text::Tokenizer::FromFile(tok_path));
+    // As transformers' AutoTokenizer builds it (for Llama it replaces the
+    // file's normalizer with a Metaspace pre-tokenizer), which is what the
+    // reference's processors tokenize with.
+    SPATIALID_ASSIGN_OR_RETURN(text::Tokenizer tokenizer,
+                               text::LoadPretrainedTokenizer(options.model_dir));
     text::ChatTemplateOptions template_options;
     template_options.clock = options.clock;
     SPATIALID_ASSIGN_OR_RETURN(text::ChatTemplate chat_template,
@@ -115,12 +154,23 @@ class Extractor {
     load.dtype = options.dtype;
     load.device = options.device;
     SPATIALID_ASSIGN_OR_RETURN(Model model, F::Load(options.model_dir, load));
+    // A family whose text-only forward can number its hidden states like the
+    // image forward (Mllama: skipped cross-attention layers repeat their
+    // input, as transformers <= 4.54 did) uses that numbering, so the text
+    // embeddings exist at every layer the image IDs do.
+    if constexpr (requires { model.set_text_only_numbering(Model::kTextOnlyNumberingLikeImages); }) {
+      model.set_text_only_numbering(Model::kTextOnlyNumberingLikeImages);
+    }
     SPATIALID_ASSIGN_OR_RETURN(std::vector<int> kept,
                                layers.Select(static_cast<int>(model.num_layers()) + 1));
     return Extractor(std::move(model), std::move(processor), std::move(tokenizer),
                      std::move(chat_template), std::move(kept), std::move(layers),
-                     std::move(pooler));
+                     std::move(pooler), options.plan, options.bos);
   }
+
+  // Whether image batches run the family's planned forward.
+  static constexpr bool kHasPlannedForward = families::PlannedForwardModel<Model, PixelBatch>;
+  const std::optional<PlanOptions>& plan() const { return plan_; }
 
   const Model& model() const { return model_; }
   const text::Tokenizer& tokenizer() const { return tokenizer_; }
@@ -146,7 +196,18 @@ class Extractor {
         std::string expanded,
         text::ExpandImagePlaceholders(rendered.text, image.placeholder,
                                       std::vector<std::string>{image.expansion}));
-    return Prepare(std::move(expanded), rendered.add_special_tokens, words, image.tokens_per_image);
+    SPATIALID_ASSIGN_OR_RETURN(
+        PreparedPrompt prompt,
+        Prepare(std::move(expanded), AddSpecialTokens(rendered), words, image.tokens_per_image));
+    if constexpr (kHasPlannedForward) {
+      if (plan_ && plan_->reuse_prefix) {
+        SPATIALID_ASSIGN_OR_RETURN(
+            families::PrefixCache prefix,
+            model_.ComputePrefix(prompt.BatchIds(1).to(model_.device()), prompt.request));
+        prompt.prefix = std::make_shared<const families::PrefixCache>(std::move(prefix));
+      }
+    }
+    return prompt;
   }
 
   // The same question with no image (the grid experiment's text embeddings).
@@ -154,17 +215,26 @@ class Extractor {
                                                    std::span<const std::string> words) const {
     SPATIALID_ASSIGN_OR_RETURN(text::RenderedPrompt rendered,
                                text::RenderUserPrompt(chat_template_, question, /*with_image=*/false));
-    return Prepare(std::move(rendered.text), rendered.add_special_tokens, words, 0);
+    return Prepare(std::move(rendered.text), AddSpecialTokens(rendered), words, 0);
   }
 
   // One forward over the batch; per target word, [layers, batch, hidden] in
   // the model dtype on the model device.
   absl::StatusOr<std::vector<at::Tensor>> Run(const PreparedPrompt& prompt,
                                               const ImageBatch<PixelBatch>& batch) const {
-    SPATIALID_ASSIGN_OR_RETURN(
-        at::Tensor rows,
-        model_.Forward(prompt.BatchIds(batch.size).to(model_.device()), batch.pixels,
-                       prompt.request));
+    const at::Tensor ids = prompt.BatchIds(batch.size).to(model_.device());
+    at::Tensor rows;
+    if constexpr (kHasPlannedForward) {
+      if (plan_) {
+        families::ForwardPlan plan;
+        plan.prefix = plan_->reuse_prefix ? prompt.prefix.get() : nullptr;
+        plan.rows_only = plan_->rows_only;
+        plan.packed = plan_->packed;
+        SPATIALID_ASSIGN_OR_RETURN(rows, model_.Forward(ids, batch.pixels, prompt.request, plan));
+        return SplitTargets(prompt, rows);
+      }
+    }
+    SPATIALID_ASSIGN_OR_RETURN(rows, model_.Forward(ids, batch.pixels, prompt.request));
     return SplitTargets(prompt, rows);
   }
 
@@ -176,14 +246,21 @@ class Extractor {
 
  private:
   Extractor(Model model, Processor processor, text::Tokenizer tokenizer,
-            text::ChatTemplate chat_template, std::vector<int> kept, L layer_policy, P pooler)
+            text::ChatTemplate chat_template, std::vector<int> kept, L layer_policy, P pooler,
+            std::optional<PlanOptions> plan, BosRule bos)
       : model_(std::move(model)),
         processor_(std::move(processor)),
         tokenizer_(std::move(tokenizer)),
         chat_template_(std::move(chat_template)),
         layers_(std::move(kept)),
         layer_policy_(std::move(layer_policy)),
-        pooler_(std::move(pooler)) {}
+        pooler_(std::move(pooler)),
+        plan_(plan),
+        bos_(bos) {}
+
+  bool AddSpecialTokens(const text::RenderedPrompt& rendered) const {
+    return bos_ == BosRule::kProcessorCall || rendered.add_special_tokens;
+  }
 
   absl::StatusOr<PreparedPrompt> Prepare(std::string text, bool add_special_tokens,
                                          std::span<const std::string> words,
@@ -242,6 +319,8 @@ class Extractor {
   std::vector<int> layers_;
   L layer_policy_;
   P pooler_;
+  std::optional<PlanOptions> plan_;
+  BosRule bos_;
 };
 
 }  // namespace spatialid::extract

@@ -17,7 +17,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "spatialid/extract/model_presets.h"
+#include "spatialid/families/gemma3.h"
+#include "spatialid/families/internvl.h"
 #include "spatialid/families/llava.h"
+#include "spatialid/families/mllama.h"
+#include "spatialid/families/qwen2_vl.h"
 
 namespace spatialid::extract {
 
@@ -26,11 +30,19 @@ absl::Status DispatchFamily(FamilyId family, Visitor&& visit) {
   switch (family) {
     case FamilyId::kLlava:
       return std::forward<Visitor>(visit).template operator()<families::Llava>();
-    default:
-      return absl::UnimplementedError(absl::StrCat(
-          "the ", std::string(FamilyModelType(family)),
-          " family is not built into spatialid yet; supported here: llava"));
+    case FamilyId::kGemma3:
+      return std::forward<Visitor>(visit).template operator()<families::Gemma3>();
+    case FamilyId::kMllama:
+      return std::forward<Visitor>(visit).template operator()<families::Mllama>();
+    case FamilyId::kInternVL:
+      return std::forward<Visitor>(visit).template operator()<families::InternVL>();
+    case FamilyId::kQwen2VL:
+      return std::forward<Visitor>(visit).template operator()<families::Qwen2VL>();
+    case FamilyId::kQwen2_5VL:
+      return std::forward<Visitor>(visit).template operator()<families::Qwen2_5_VL>();
   }
+  return absl::InternalError(
+      absl::StrCat("unknown family ", std::string(FamilyModelType(family))));
 }
 
 }  // namespace spatialid::extract

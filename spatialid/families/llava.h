@@ -28,6 +28,12 @@
 // (LlavaForConditionalGeneration._checkpoint_conversion_mapping). Both load:
 // `LlavaWeightNames::Detect` picks the prefix chain from the checkpoint.
 //
+// The planned forward (families/forward_plan.h) is the extraction engine's:
+// "<s> USER: " before the first image token is computed once per prompt
+// (`ComputePrefix`), the deepest layer only at the requested rows, q/k/v and
+// gate/up as packed matmuls. The plain `Forward` stays transformers' op
+// order (the oracle checks it bit for bit at batch 1).
+//
 // Example:
 //   SPATIALID_ASSIGN_OR_RETURN(auto model, Llava::Load(dir, {.dtype = at::kHalf}));
 //   SPATIALID_ASSIGN_OR_RETURN(auto proc, Llava::LoadProcessor(dir, {}));
@@ -57,6 +63,7 @@
 #include "spatialid/config/processor_config.h"
 #include "spatialid/families/config_adapters.h"
 #include "spatialid/families/family.h"
+#include "spatialid/families/forward_plan.h"
 #include "spatialid/families/hidden_states.h"
 #include "spatialid/io/checkpoint.h"
 #include "spatialid/io/image.h"
@@ -244,6 +251,9 @@ class LlavaModel {
       SPATIALID_ASSIGN_OR_RETURN(
           m.text_, nn::TextDecoder::Load(loader, names.text, text_shape, options.device));
       SPATIALID_RETURN_IF_ERROR(loader.Finish());
+      // Views into packed weights: the plain forward is unchanged.
+      m.vision_.PackWeights();
+      m.text_.PackWeights();
     } catch (const c10::Error& e) {
       return absl::InternalError(
           absl::StrCat(model_dir, ": loading weights failed: ", e.what_without_backtrace()));
@@ -275,7 +285,7 @@ class LlavaModel {
     SPATIALID_RETURN_IF_ERROR(CheckPixels(pixels));
     try {
       c10::InferenceMode guard;
-      return ProjectedFeatures(pixels.pixel_values);
+      return ProjectedFeatures(pixels.pixel_values, /*packed=*/false);
     } catch (const c10::Error& e) {
       return absl::InternalError(absl::StrCat("LLaVA image features: ", e.what_without_backtrace()));
     }
@@ -285,13 +295,60 @@ class LlavaModel {
   absl::StatusOr<at::Tensor> Forward(const at::Tensor& input_ids, const LlavaPixels& pixels,
                                      const HiddenStateRequest& request) const {
     SPATIALID_RETURN_IF_ERROR(CheckPixels(pixels));
-    return Run(input_ids, &pixels, request);
+    return Run(input_ids, &pixels, request, nullptr);
   }
 
   // Hidden states of text alone (no image tokens allowed).
   absl::StatusOr<at::Tensor> Forward(const at::Tensor& input_ids,
                                      const HiddenStateRequest& request) const {
-    return Run(input_ids, nullptr, request);
+    return Run(input_ids, nullptr, request, nullptr);
+  }
+
+  // The planned forward (forward_plan.h): the same result as the plain one,
+  // up to matmul rounding. `plan.prefix`, if set, comes from ComputePrefix
+  // of the same prompt and request.
+  absl::StatusOr<at::Tensor> Forward(const at::Tensor& input_ids, const LlavaPixels& pixels,
+                                     const HiddenStateRequest& request,
+                                     const ForwardPlan& plan) const {
+    SPATIALID_RETURN_IF_ERROR(CheckPixels(pixels));
+    return Run(input_ids, &pixels, request, &plan);
+  }
+
+  // Keys/values of the prompt's text before its first image token (and
+  // before the first requested position), for the layers `request` runs.
+  // `prompt_ids`: int64 [1, seq], the prompt every sequence of later batches
+  // holds.
+  absl::StatusOr<PrefixCache> ComputePrefix(const at::Tensor& prompt_ids,
+                                            const HiddenStateRequest& request) const {
+    SPATIALID_RETURN_IF_ERROR(CheckIds(prompt_ids));
+    if (prompt_ids.size(0) != 1) {
+      return absl::InvalidArgumentError("LLaVA prefix: expected the prompt's ids as [1, seq]");
+    }
+    const int64_t seq_len = prompt_ids.size(1);
+    SPATIALID_RETURN_IF_ERROR(ValidateRequest(request, num_layers(), seq_len));
+    const at::Tensor cpu_ids = prompt_ids.to(at::kCPU, at::kLong).contiguous();
+    std::vector<int64_t> ids(cpu_ids.data_ptr<int64_t>(), cpu_ids.data_ptr<int64_t>() + seq_len);
+    ids.resize(static_cast<size_t>(SharedPrefixLength(ids, config_.image_token_index, request)));
+    try {
+      c10::InferenceMode guard;
+      const auto long_options = at::TensorOptions().dtype(at::kLong).device(device_);
+      const at::Tensor prefix = at::tensor(ids, long_options).unsqueeze(0);
+      SPATIALID_RETURN_IF_ERROR(CheckVocabulary(prefix));
+      const int64_t n = prefix.size(1);
+      // Rotary for the same positions and context length as the batches'.
+      const nn::CosSin cos_sin = text_.rotary(at::arange(n, long_options).unsqueeze(0), dtype_, seq_len);
+      const nn::AttentionMask causal = nn::AttentionMask::Causal();
+      return ComputePrefixCache(
+          std::move(ids), text_.Embed(prefix), request.deepest_layer(),
+          [&](int64_t i, const at::Tensor& x, nn::PastKv* present) {
+            nn::ExtendedCall call;
+            call.present = present;
+            call.packed = true;
+            return text_.RunLayer(i, x, cos_sin, causal, call);
+          });
+    } catch (const c10::Error& e) {
+      return absl::InternalError(absl::StrCat("LLaVA prefix: ", e.what_without_backtrace()));
+    }
   }
 
   static constexpr char kImageToken[] = "<image>";
@@ -314,9 +371,9 @@ class LlavaModel {
   }
 
   // get_image_features + multi_modal_projector.
-  at::Tensor ProjectedFeatures(const at::Tensor& pixel_values) const {
+  at::Tensor ProjectedFeatures(const at::Tensor& pixel_values, bool packed) const {
     const std::vector<at::Tensor> states =
-        vision_.HiddenStates(pixel_values.to(device_), config_.vision_feature_layer);
+        vision_.HiddenStates(pixel_values.to(device_), config_.vision_feature_layer, packed);
     std::vector<at::Tensor> selected;
     for (const at::Tensor& s : states) {
       // vision_feature_select_strategy "default" drops the class token.
@@ -326,25 +383,38 @@ class LlavaModel {
     return projector_(features);
   }
 
-  absl::StatusOr<at::Tensor> Run(const at::Tensor& input_ids, const LlavaPixels* pixels,
-                                 const HiddenStateRequest& request) const {
+  static absl::Status CheckIds(const at::Tensor& input_ids) {
     if (!input_ids.defined() || input_ids.dim() != 2 || input_ids.size(0) < 1 ||
         input_ids.size(1) < 1 ||
         (input_ids.scalar_type() != at::kLong && input_ids.scalar_type() != at::kInt)) {
       return absl::InvalidArgumentError(
           "LLaVA forward expects integer input_ids [batch, seq] with batch, seq >= 1");
     }
+    return absl::OkStatus();
+  }
+
+  absl::Status CheckVocabulary(const at::Tensor& ids) const {
+    const int64_t vocab = config_.text_config.vocab_size;
+    const at::Tensor vocab_ok = (ids >= 0).logical_and(ids < vocab);
+    if (!vocab_ok.all().item<bool>()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("LLaVA forward: input_ids outside the vocabulary 0..", vocab - 1));
+    }
+    return absl::OkStatus();
+  }
+
+  // `plan` null: the plain forward.
+  absl::StatusOr<at::Tensor> Run(const at::Tensor& input_ids, const LlavaPixels* pixels,
+                                 const HiddenStateRequest& request, const ForwardPlan* plan) const {
+    SPATIALID_RETURN_IF_ERROR(CheckIds(input_ids));
     const int64_t seq_len = input_ids.size(1);
     SPATIALID_RETURN_IF_ERROR(ValidateRequest(request, num_layers(), seq_len));
+    const PrefixCache* prefix = plan != nullptr ? plan->prefix : nullptr;
+    if (prefix != nullptr) SPATIALID_RETURN_IF_ERROR(CheckPrefix(*prefix, input_ids, request));
     try {
       c10::InferenceMode guard;
       const at::Tensor ids = input_ids.to(device_, at::kLong);
-      const int64_t vocab = config_.text_config.vocab_size;
-      const at::Tensor vocab_ok = (ids >= 0).logical_and(ids < vocab);
-      if (!vocab_ok.all().item<bool>()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "LLaVA forward: input_ids outside the vocabulary 0..", vocab - 1));
-      }
+      SPATIALID_RETURN_IF_ERROR(CheckVocabulary(ids));
       const at::Tensor image_mask = ids == config_.image_token_index;
       const int64_t image_tokens = image_mask.sum().item<int64_t>();
       const int64_t per_image = tokens_per_image_;
@@ -357,24 +427,43 @@ class LlavaModel {
             " times"));
       }
       const int64_t length = request.needed_length();
-      at::Tensor embeds = text_.Embed(ids);
+      // Positions past..length-1 run here; a prefix cache holds the rest.
+      const int64_t past = prefix != nullptr ? prefix->length() : 0;
+      const at::Tensor own_ids = ids.slice(1, past);
+      const at::Tensor own_mask = image_mask.slice(1, past);
+      at::Tensor embeds = text_.Embed(own_ids);
       // Image features only reach the kept positions if an image token is
       // among them; otherwise the vision tower is skipped.
-      if (images > 0 && image_mask.slice(1, 0, length).any().item<bool>()) {
-        const at::Tensor features =
-            ProjectedFeatures(pixels->pixel_values).reshape({-1, hidden_size()}).to(dtype_);
-        embeds = embeds.masked_scatter(image_mask.unsqueeze(-1).expand_as(embeds), features);
+      if (images > 0 && own_mask.slice(1, 0, length - past).any().item<bool>()) {
+        const at::Tensor features = ProjectedFeatures(pixels->pixel_values, plan != nullptr)
+                                        .reshape({-1, hidden_size()})
+                                        .to(dtype_);
+        embeds = embeds.masked_scatter(own_mask.unsqueeze(-1).expand_as(embeds), features);
       }
-      embeds = embeds.slice(1, 0, length);
+      embeds = embeds.slice(1, 0, length - past);
       const at::Tensor position_ids =
-          at::arange(length, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0);
+          at::arange(past, length, at::TensorOptions().dtype(at::kLong).device(device_))
+              .unsqueeze(0);
       // Dynamic-NTK RoPE would depend on the untruncated length, as in HF.
       const nn::CosSin cos_sin = text_.rotary(position_ids, dtype_, seq_len);
       const nn::AttentionMask causal = nn::AttentionMask::Causal();
-      return CollectHiddenStates(
-          std::move(embeds), num_layers(), request,
-          [&](int64_t i, const at::Tensor& x) { return text_.RunLayer(i, x, cos_sin, causal); },
-          [&](const at::Tensor& x) { return text_.FinalNorm(x); });
+      auto final_norm = [&](const at::Tensor& x) { return text_.FinalNorm(x); };
+      if (plan == nullptr) {
+        return CollectHiddenStates(
+            std::move(embeds), num_layers(), request,
+            [&](int64_t i, const at::Tensor& x) { return text_.RunLayer(i, x, cos_sin, causal); },
+            final_norm);
+      }
+      return CollectPlannedHiddenStates(
+          std::move(embeds), past, num_layers(), request, plan->rows_only,
+          [&](int64_t i, const at::Tensor& x, const at::Tensor& rows) {
+            nn::ExtendedCall call;
+            call.past = past > 0 ? &prefix->layers[static_cast<size_t>(i)] : nullptr;
+            call.query_rows = rows;
+            call.packed = plan->packed;
+            return text_.RunLayer(i, x, cos_sin, causal, call);
+          },
+          final_norm);
     } catch (const c10::Error& e) {
       return absl::InternalError(absl::StrCat("LLaVA forward: ", e.what_without_backtrace()));
     }
@@ -415,5 +504,6 @@ struct Llava {
 };
 
 static_assert(CheckFamily<Llava>());
+static_assert(PlannedForwardModel<LlavaModel, LlavaPixels>);
 
 }  // namespace spatialid::families

@@ -363,6 +363,11 @@ class MllamaModel {
   }
   MllamaTextOnlyNumbering text_only_numbering() const { return text_only_numbering_; }
   void set_text_only_numbering(MllamaTextOnlyNumbering n) { text_only_numbering_ = n; }
+  // The numbering that keeps text-only index i at image index i's depth; the
+  // extractor picks it so the grid experiment's text embeddings exist at
+  // every kept layer.
+  static constexpr MllamaTextOnlyNumbering kTextOnlyNumberingLikeImages =
+      MllamaTextOnlyNumbering::kRepeated;
   int64_t hidden_size() const { return text_.hidden_size(); }
   at::ScalarType dtype() const { return dtype_; }
   at::Device device() const { return device_; }

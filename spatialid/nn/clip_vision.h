@@ -122,10 +122,18 @@ struct ClipVisionTower {
     return pre_layrnorm(x);
   }
 
+  // Packs every layer's q/k/v weights for HiddenStates(..., packed=true);
+  // the unpacked call is unchanged.
+  void PackWeights() {
+    for (Layer& layer : layers) layer.attn.PackProjections();
+  }
+
   // The hidden states at `indices` (0..num_layers, negative counts from the
-  // end as in Python), in that order, running only the layers needed.
+  // end as in Python), in that order, running only the layers needed;
+  // `packed`: one q/k/v matmul per layer (after PackWeights).
   std::vector<at::Tensor> HiddenStates(const at::Tensor& pixel_values,
-                                       const std::vector<int64_t>& indices) const {
+                                       const std::vector<int64_t>& indices,
+                                       bool packed = false) const {
     const int64_t n = static_cast<int64_t>(layers.size());
     std::vector<int64_t> resolved;
     for (int64_t i : indices) {
@@ -137,12 +145,15 @@ struct ClipVisionTower {
     std::vector<at::Tensor> out(resolved.size());
     at::Tensor x = Embed(pixel_values);
     const AttentionMask no_mask = AttentionMask::None();
+    ExtendedCall call;
+    call.packed = true;
     for (int64_t layer = 0;; ++layer) {
       for (size_t k = 0; k < resolved.size(); ++k) {
         if (resolved[k] == layer) out[k] = x;
       }
       if (layer == deepest) break;
-      x = layers[static_cast<size_t>(layer)](x, nullptr, no_mask);
+      const Layer& l = layers[static_cast<size_t>(layer)];
+      x = packed ? l.Extended(x, nullptr, no_mask, call) : l(x, nullptr, no_mask);
     }
     return out;
   }

@@ -4,6 +4,8 @@
 //   projector, InternViT), with the HF layer names chosen by the caller.
 // - `GatedMlp`: down(act(gate(x)) * up(x)) (Llama/Qwen SwiGLU with silu,
 //   Gemma GeGLU with gelu_pytorch_tanh), in LlamaMLP's order of operations.
+//   `PackGateUp` stacks gate and up into one weight so `Packed` runs them as
+//   one matmul (the extraction engine's path); the plain call is unchanged.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +13,7 @@
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/cat.h>
 
 #include "spatialid/nn/activation.h"
 #include "spatialid/nn/linear.h"
@@ -49,6 +52,9 @@ struct GatedMlp {
   Linear up_proj;
   Linear down_proj;
   Activation act = Activation::kSilu;
+  // gate and up stacked [2 * intermediate, hidden] by PackGateUp; gate_proj
+  // and up_proj then view into it.
+  Linear gate_up_packed;
 
   // Takes "<prefix>.gate_proj", "<prefix>.up_proj", "<prefix>.down_proj".
   template <WeightLoader L>
@@ -67,6 +73,27 @@ struct GatedMlp {
 
   at::Tensor operator()(const at::Tensor& x) const {
     return down_proj(Apply(act, gate_proj(x)) * up_proj(x));
+  }
+
+  void PackGateUp() {
+    if (gate_up_packed.weight.defined()) return;
+    const int64_t n = gate_proj.out_features();
+    gate_up_packed.weight = at::cat({gate_proj.weight, up_proj.weight}, 0);
+    gate_proj.weight = gate_up_packed.weight.narrow(0, 0, n);
+    up_proj.weight = gate_up_packed.weight.narrow(0, n, n);
+    if (gate_proj.bias.defined()) {
+      gate_up_packed.bias = at::cat({gate_proj.bias, up_proj.bias}, 0);
+      gate_proj.bias = gate_up_packed.bias.narrow(0, 0, n);
+      up_proj.bias = gate_up_packed.bias.narrow(0, n, n);
+    }
+  }
+
+  // The same function with the packed weights (operator() without them).
+  at::Tensor Packed(const at::Tensor& x) const {
+    if (!gate_up_packed.weight.defined()) return (*this)(x);
+    const at::Tensor gate_up = gate_up_packed(x);
+    const int64_t n = gate_proj.out_features();
+    return down_proj(Apply(act, gate_up.narrow(-1, 0, n)) * gate_up.narrow(-1, n, n));
   }
 };
 

@@ -138,6 +138,24 @@ struct TextDecoder {
     return layers[static_cast<size_t>(i)](x, &rotary_cs, mask);
   }
 
+  // The extraction engine's call of layer `i` (nn/attention.h ExtendedCall).
+  at::Tensor RunLayer(int64_t i, const at::Tensor& x, const CosSin& rotary_cs,
+                      const AttentionMask& mask, const ExtendedCall& call) const {
+    TORCH_CHECK(!IsOtherLayer(i), "text decoder layer ", i,
+                " is not a Llama layer; the family runs it");
+    return layers[static_cast<size_t>(i)].Extended(x, &rotary_cs, mask, call);
+  }
+
+  // Packs every layer's q/k/v and gate/up weights for ExtendedCall::packed;
+  // the plain RunLayer is unchanged (the unpacked weights become views).
+  void PackWeights() {
+    for (int64_t i = 0; i < num_layers(); ++i) {
+      if (IsOtherLayer(i)) continue;
+      layers[static_cast<size_t>(i)].attn.PackProjections();
+      layers[static_cast<size_t>(i)].mlp.PackGateUp();
+    }
+  }
+
   at::Tensor FinalNorm(const at::Tensor& x) const { return norm(x); }
 };
 

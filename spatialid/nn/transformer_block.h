@@ -11,7 +11,10 @@
 // scales InternViT's layer scale (lambda_1, lambda_2). Which HF names fill
 // which member is the family's business: it loads the members itself.
 // `Apply` runs the block around an attention with its own arguments (the
-// Qwen2-VL vision tower's segmented attention).
+// Qwen2-VL vision tower's segmented attention). `Extended` is the
+// extraction engine's call (nn/attention.h ExtendedCall): the block's
+// output at chosen rows only, with a shared prefix's keys/values and packed
+// weights.
 #pragma once
 
 #include <optional>
@@ -47,11 +50,29 @@ struct TransformerBlock {
   // `attn(attn_norm(x), attn_args...)`.
   template <class... AttnArgs>
   at::Tensor Apply(const at::Tensor& x, const AttnArgs&... attn_args) const {
-    at::Tensor h = attn(attn_norm(x), attn_args...);
+    return AfterAttention(x, attn(attn_norm(x), attn_args...), /*packed=*/false);
+  }
+
+  // x [B, S, hidden] -> [B, R, hidden] at `call.query_rows` (all S rows when
+  // undefined); needs an attention with `Extended` (SelfAttention).
+  at::Tensor Extended(const at::Tensor& x, const CosSin* rotary, const AttentionMask& mask,
+                      const ExtendedCall& call) const {
+    return AfterAttention(call.query_rows.defined() ? x.index_select(1, call.query_rows) : x,
+                          attn.Extended(attn_norm(x), rotary, mask, call), call.packed);
+  }
+
+ private:
+  // The rest of the block once the attention output `h` of rows x is known.
+  at::Tensor AfterAttention(const at::Tensor& x, at::Tensor h, bool packed) const {
     if (attn_out_norm) h = (*attn_out_norm)(h);
     if (attn_scale.defined()) h = h * attn_scale;
     const at::Tensor y = x + h;
-    h = mlp(mlp_norm(y));
+    const at::Tensor n = mlp_norm(y);
+    if constexpr (requires { mlp.Packed(n); }) {
+      h = packed ? mlp.Packed(n) : mlp(n);
+    } else {
+      h = mlp(n);
+    }
     if (mlp_out_norm) h = (*mlp_out_norm)(h);
     if (mlp_scale.defined()) h = h * mlp_scale;
     return y + h;

@@ -83,18 +83,21 @@ class LlavaEndToEnd(unittest.TestCase):
                         "--pairs=camel_frog,dog_cake", "--sizes=224,74", "--no_same_row_or_col"])
         cls.processor, cls.model = ref.load(cls.model_dir, "float32")
         torch.set_num_threads(2)
+        # One C++ grid run and one reference extraction serve several tests.
+        cls.grid_out = os.path.join(cls.tmp, "grid_out")
+        oracle_lib.run([SMALL_ID_GRID, *cls.common_flags(cls), f"--images={cls.grid_images}",
+                        f"--out={cls.grid_out}", "--name=tiny"])
+        cls.grid_e = ref.extract_pair(cls.model, cls.processor,
+                                      os.path.join(cls.grid_images, "camel_frog"),
+                                      ref.GRID_PROMPT, ref.GRID_TARGETS)
 
     def common_flags(self):
         return ["--model=llava-7b", f"--model_dir={self.model_dir}", "--dtype=float32", "--quiet",
                 "--batch_size=5"]
 
     def test_grid_experiment_matches_reference(self):
-        out = os.path.join(self.tmp, "grid_out")
-        oracle_lib.run([SMALL_ID_GRID, *self.common_flags(), f"--images={self.grid_images}",
-                        f"--out={out}", "--name=tiny"])
-        e = ref.extract_pair(self.model, self.processor, os.path.join(self.grid_images, "camel_frog"),
-                             ref.GRID_PROMPT, ref.GRID_TARGETS)
-        ids = ref.compute_id(e)
+        out = self.grid_out
+        ids = ref.compute_id(self.grid_e)
         compare_files(self, os.path.join(out, "tiny.pt"), ids, "grid IDs")
         ax, ay = ref.compute_axes(ids)
         compare_files(self, os.path.join(out, "tiny_x.pt"), ax, "grid x axis")
@@ -140,9 +143,7 @@ class LlavaEndToEnd(unittest.TestCase):
             self.assertEqual(open(os.path.join(out, f), "rb").read(), data, f)
 
     def test_fig5_projection_matches_python(self):
-        out = os.path.join(self.tmp, "grid_fig5")
-        oracle_lib.run([SMALL_ID_GRID, *self.common_flags(), f"--images={self.grid_images}",
-                        f"--out={out}", "--name=tiny"])
+        out = self.grid_out
         oracle_lib.run([FIG5, f"--dir={out}", "--model=tiny", "--layer=2", "--sheet_layers=1-3",
                         "--json", f"--out={out}/fig"])
         import json
@@ -180,8 +181,7 @@ class LlavaEndToEnd(unittest.TestCase):
         out = os.path.join(self.tmp, "grid_refavg")
         oracle_lib.run([SMALL_ID_GRID, *self.common_flags(), f"--images={self.grid_images}",
                         f"--out={out}", "--name=tiny", "--averaging=reference", "--layers=0,2"])
-        e = ref.extract_pair(self.model, self.processor, os.path.join(self.grid_images, "camel_frog"),
-                             ref.GRID_PROMPT, ref.GRID_TARGETS, layers=[0, 2])
+        e = {layer: self.grid_e[layer] for layer in (0, 2)}
         compare_files(self, os.path.join(out, "tiny.pt"), ref.compute_id(e), "grid IDs (reference mean, layers 0,2)")
 
     def test_clear_errors(self):
