@@ -84,7 +84,9 @@ struct ExtractorOptions {
   BosRule bos = BosRule::kProcessorCall;
   // The planned forward for image batches where the family has one;
   // std::nullopt: the plain forward.
-  std::optional<PlanOptions> plan = PlanOptions{};
+  // Off by default: the planned forward does not yet match the fp32 oracle
+  // (tests/e2e relative error 2e-2); PlanOptions{} turns it on.
+  std::optional<PlanOptions> plan = std::nullopt;
 };
 
 // One target word of a prepared prompt.
