@@ -219,6 +219,51 @@ class TokenizerOracleTest(unittest.TestCase):
                     "tokens)", len(self.corpus), mismatches)
 
 
+    def test_model_type_decides_the_class(self):
+        """config.json's model_type can make AutoTokenizer ignore tokenizer_config's class.
+
+        transformers maps "llava" to the generic TokenizersBackend, so a LLaVA
+        checkpoint's tokenizer.json runs as written even though its config says
+        LlamaTokenizer; ours must follow, or the text after <image> tokenizes
+        differently from the reference's processor.
+        """
+        import shutil
+        from transformers import AutoTokenizer
+        # Special tokens of each vocabulary followed by text, as <image> is in a prompt.
+        prompts = [f"USER: {special}\nIs the frog to the left or right of the camel? ASSISTANT:"
+                   for special in ("<s>", "</s>", "<|im_start|>", "<start_of_turn>",
+                                   "<|begin_of_text|>")] + [" x", "a\n\n b"]
+        texts = prompts + self.corpus[:400]
+        # llava-hf/llava-1.5-7b-hf's tokenizer_config.json says "legacy": false,
+        # which LlamaTokenizer would honour (no ▁ after a special token) and
+        # TokenizersBackend ignores.
+        for name, model_type, legacy in (("llama2", "llava", False), ("llama2", "llava", None),
+                                         ("llama2", "mllama", False), ("llama3", "mllama", None),
+                                         ("qwen3", "qwen2_vl", None), ("qwen3", "internvl", None),
+                                         ("gemma3", "gemma3", None)):
+            folder = os.path.join(oracle_lib.tmpdir(), f"tok_{name}_{model_type}_{legacy}")
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.copytree(oracle_lib.tokenizer_dir(name), folder)
+            if legacy is not None:
+                with open(os.path.join(folder, "tokenizer_config.json")) as f:
+                    config = json.load(f)
+                config["legacy"] = legacy
+                with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+                    json.dump(config, f)
+            with open(os.path.join(folder, "config.json"), "w") as f:
+                json.dump({"model_type": model_type}, f)
+            auto = AutoTokenizer.from_pretrained(folder)
+            ours = run_driver(None, "encode", texts, pretrained_dir=folder)
+            mismatches = []
+            for text, got in zip(texts, ours):
+                want = auto(text, add_special_tokens=True)["input_ids"]
+                if got["special"] != want:
+                    mismatches.append(("special", text, got["special"], want))
+            self.report(f"{name} (legacy={legacy}) as a {model_type} checkpoint "
+                        f"({type(auto).__name__}) vs "
+                        "AutoTokenizer", len(texts), mismatches)
+
+
 def add_cases(name):
     setattr(TokenizerOracleTest, f"test_corpus_{name}", lambda self: self.check_corpus(name))
     setattr(TokenizerOracleTest, f"test_added_tokens_{name}",

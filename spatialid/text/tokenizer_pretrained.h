@@ -16,8 +16,15 @@
 //    (or tokenizer.json has no post-processor), the post-processor becomes
 //    `[bos] $A [eos]` per those flags, as `update_post_processor` does.
 // Other classes (Qwen2Tokenizer, GemmaTokenizer, PreTrainedTokenizerFast)
-// rebuild to the same ids as their tokenizer.json. The oracle test checks
-// every corpus string against `AutoTokenizer.from_pretrained(dir)`.
+// rebuild to the same ids as their tokenizer.json. The class-specific
+// rebuild is skipped when config.json's `model_type` maps, in AutoTokenizer's
+// table, to a class other than tokenizer_config.json's: AutoTokenizer then
+// loads the generic `TokenizersBackend` (tokenizer.json as written). Every
+// llava-hf checkpoint is such a case ("llava" -> TokenizersBackend, config
+// says LlamaTokenizer): with the Llama rebuild, the text after `<image>`
+// lost its `▁` and every hidden state after it moved. The oracle test checks
+// every corpus string against `AutoTokenizer.from_pretrained(dir)`, with and
+// without a config.json.
 //
 // Example:
 //   SPATIALID_ASSIGN_OR_RETURN(text::Tokenizer tok, text::LoadPretrainedTokenizer(model_dir));
@@ -27,12 +34,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "spatialid/io/json_file.h"
 #include "spatialid/text/decoder.h"
 #include "spatialid/text/post_processor.h"
 #include "spatialid/text/pre_tokenizer.h"
@@ -69,6 +78,41 @@ inline void RebuildAsLlama(const TokenizerConfig& config, Tokenizer& tokenizer) 
   tokenizer.set_decoder(std::make_unique<decoders::Sequence>(std::move(steps)));
 }
 
+// transformers 5.3 `TOKENIZER_MAPPING_NAMES` for the model types whose
+// checkpoints spatialid loads (models/auto/tokenization_auto.py; "llava" is
+// in its MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS). Model types absent here
+// have no entry there, so tokenizer_config.json's class decides.
+inline const char* AutoTokenizerClassFor(std::string_view model_type) {
+  static constexpr std::pair<std::string_view, const char*> kTable[] = {
+      {"llava", "TokenizersBackend"},     {"llava_next", "TokenizersBackend"},
+      {"qwen2_vl", "Qwen2Tokenizer"},     {"qwen2_5_vl", "Qwen2Tokenizer"},
+      {"internvl", "Qwen2Tokenizer"},     {"qwen2", "Qwen2Tokenizer"},
+      {"gemma3", "GemmaTokenizer"},       {"gemma3_text", "GemmaTokenizer"},
+      {"gemma", "GemmaTokenizer"},        {"gemma2", "GemmaTokenizer"},
+  };
+  for (const auto& [type, cls] : kTable) {
+    if (type == model_type) return cls;
+  }
+  return nullptr;
+}
+
+inline std::string WithoutFast(std::string cls) {
+  if (cls.size() >= 4 && cls.compare(cls.size() - 4, 4, "Fast") == 0) cls.resize(cls.size() - 4);
+  return cls;
+}
+
+// The class AutoTokenizer instantiates for tokenizer_config.json's class
+// and config.json's model_type ("" when there is no config.json).
+inline std::string EffectiveTokenizerClass(const std::string& config_class,
+                                           std::string_view model_type) {
+  const char* mapped = AutoTokenizerClassFor(model_type);
+  if (mapped != nullptr && !config_class.empty() &&
+      WithoutFast(mapped) != WithoutFast(config_class)) {
+    return "TokenizersBackend";
+  }
+  return config_class;
+}
+
 // transformers 5.3 `TokenizersBackend.update_post_processor`.
 inline absl::Status RebuildPostProcessor(const TokenizerConfig& config, Tokenizer& tokenizer) {
   const bool add_bos = config.add_bos_token.value_or(false) && config.bos_token.has_value();
@@ -93,10 +137,13 @@ inline absl::Status RebuildPostProcessor(const TokenizerConfig& config, Tokenize
 }  // namespace internal
 
 // Applies transformers' class-specific rebuilds to a loaded tokenizer.json.
+// `model_type`: config.json's, or "" without one.
 inline absl::Status ApplyTransformersRebuilds(const TokenizerConfig& config,
                                               bool file_has_post_processor,
-                                              Tokenizer& tokenizer) {
-  const std::string cls = config.tokenizer_class.value_or("");
+                                              Tokenizer& tokenizer,
+                                              std::string_view model_type = "") {
+  const std::string cls =
+      internal::EffectiveTokenizerClass(config.tokenizer_class.value_or(""), model_type);
   if (cls == "LlamaTokenizer" || cls == "LlamaTokenizerFast") {
     internal::RebuildAsLlama(config, tokenizer);
   }
@@ -109,7 +156,8 @@ inline absl::Status ApplyTransformersRebuilds(const TokenizerConfig& config,
 }
 
 // Loads `dir`/tokenizer.json with `dir`/tokenizer_config.json applied as
-// transformers' AutoTokenizer would (see above). Without a config file the
+// transformers' AutoTokenizer would (see above), taking the model type from
+// `dir`/config.json when there is one. Without tokenizer_config.json the
 // tokenizer.json is used as written.
 inline absl::StatusOr<Tokenizer> LoadPretrainedTokenizer(const std::string& dir) {
   const std::string json_path = (std::filesystem::path(dir) / "tokenizer.json").string();
@@ -118,8 +166,17 @@ inline absl::StatusOr<Tokenizer> LoadPretrainedTokenizer(const std::string& dir)
   std::error_code ec;
   if (!std::filesystem::exists(config_path, ec)) return tokenizer;
   SPATIALID_ASSIGN_OR_RETURN(TokenizerConfig config, TokenizerConfig::FromFile(config_path));
+  std::string model_type;
+  const std::string model_config_path = (std::filesystem::path(dir) / "config.json").string();
+  if (std::filesystem::exists(model_config_path, ec)) {
+    SPATIALID_ASSIGN_OR_RETURN(nlohmann::json model_config, io::ReadJsonFile(model_config_path));
+    if (model_config.is_object() && model_config.contains("model_type") &&
+        model_config["model_type"].is_string()) {
+      model_type = model_config["model_type"].get<std::string>();
+    }
+  }
   absl::Status status =
-      ApplyTransformersRebuilds(config, tokenizer.has_post_processor(), tokenizer);
+      ApplyTransformersRebuilds(config, tokenizer.has_post_processor(), tokenizer, model_type);
   if (!status.ok()) {
     return absl::Status(status.code(), absl::StrCat(config_path, ": ", status.message()));
   }
