@@ -105,6 +105,11 @@ ABSL_FLAG(std::string, bos, "processor",
           "does, special tokens always added (Gemma 3 and Llama 3.2 Vision prompts then start "
           "with two BOS tokens, as in the reference); chat_template: transformers' "
           "apply_chat_template(tokenize=True) rule, no BOS added when the template wrote one.");
+ABSL_FLAG(std::string, engine, "planned",
+          "planned: image batches share the prompt's text prefix (computed once), the last "
+          "layer runs at the target rows only and q/k/v and gate/up are packed matmuls, for "
+          "families that have it (LLaVA); equal to plain up to fp32 matmul rounding. plain: "
+          "the straightforward forward, exactly as transformers computes it.");
 ABSL_FLAG(int, shard, -1,
           "Batch extraction only: run shard K of --num_shards (pairs, and layouts within a pair "
           "when there are more shards than pairs, dealt deterministically); writes partial sums "
@@ -284,6 +289,13 @@ absl::Status Run(ExperimentKind kind) {
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("--bos=", bos, ": expected processor or chat_template"));
+  }
+  const std::string engine = absl::GetFlag(FLAGS_engine);
+  if (engine == "plain") {
+    xopts.plan = std::nullopt;
+  } else if (engine != "planned") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--engine=", engine, ": expected planned or plain"));
   }
   const std::string resize = absl::GetFlag(FLAGS_resize);
   if (resize == "torchvision") {

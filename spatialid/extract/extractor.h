@@ -83,10 +83,8 @@ struct ExtractorOptions {
   text::ChatClock clock = text::ChatClock::Default();
   BosRule bos = BosRule::kProcessorCall;
   // The planned forward for image batches where the family has one;
-  // std::nullopt: the plain forward.
-  // Off by default: the planned forward does not yet match the fp32 oracle
-  // (tests/e2e relative error 2e-2); PlanOptions{} turns it on.
-  std::optional<PlanOptions> plan = std::nullopt;
+  // std::nullopt: the plain forward (what --engine=plain selects).
+  std::optional<PlanOptions> plan = PlanOptions{};
 };
 
 // One target word of a prepared prompt.

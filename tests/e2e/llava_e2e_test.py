@@ -32,7 +32,14 @@ CODEPOINTS = {"camel": "1F42B", "frog": "1F438", "dog": "1F415", "cake": "1F382"
 REL_TOL = 1e-4
 
 
-def compare_files(test, ours_path, ref_obj, what):
+def compare_files(test, ours_path, ref_obj, what, scale_from=None):
+    """Max abs diff <= REL_TOL x the largest reference magnitude.
+
+    `scale_from`: a reference object whose magnitude sets the bound instead.
+    Axes are differences of IDs, so their error is the IDs' rounding while
+    their own magnitude shrinks by cancellation; they are bounded by the IDs'
+    scale.
+    """
     ours = torch.load(ours_path, weights_only=True)
     worst = scale = 0.0
     leaves = 0
@@ -54,10 +61,20 @@ def compare_files(test, ours_path, ref_obj, what):
 
     walk(ours, ref_obj, [])
     test.assertGreater(leaves, 0, what)
+    if scale_from is not None:
+        scale = max(v.float().abs().max().item() for v in leaf_tensors(scale_from))
     print(f"{what}: {leaves} vectors, max abs diff {worst:.3g}, scale {scale:.3g}, "
           f"relative {worst / max(scale, 1e-30):.3g}")
     test.assertLessEqual(worst, REL_TOL * scale, what)
     return worst / max(scale, 1e-30)
+
+
+def leaf_tensors(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from leaf_tensors(v)
+    else:
+        yield obj
 
 
 class LlavaEndToEnd(unittest.TestCase):
@@ -100,8 +117,8 @@ class LlavaEndToEnd(unittest.TestCase):
         ids = ref.compute_id(self.grid_e)
         compare_files(self, os.path.join(out, "tiny.pt"), ids, "grid IDs")
         ax, ay = ref.compute_axes(ids)
-        compare_files(self, os.path.join(out, "tiny_x.pt"), ax, "grid x axis")
-        compare_files(self, os.path.join(out, "tiny_y.pt"), ay, "grid y axis")
+        compare_files(self, os.path.join(out, "tiny_x.pt"), ax, "grid x axis", scale_from=ids)
+        compare_files(self, os.path.join(out, "tiny_y.pt"), ay, "grid y axis", scale_from=ids)
         rows = ref.hidden_rows(self.model, self.processor, ref.text_inputs(self.processor, ref.GRID_PROMPT),
                                ["left", "right"], None)
         tok = self.processor.tokenizer
@@ -127,8 +144,8 @@ class LlavaEndToEnd(unittest.TestCase):
         universal = ref.average_id(pair_ids)
         compare_files(self, os.path.join(out, "tiny.pt"), universal, "universal IDs")
         ax, ay = ref.compute_axes(universal)
-        compare_files(self, os.path.join(out, "tiny_x.pt"), ax, "universal x axis")
-        compare_files(self, os.path.join(out, "tiny_y.pt"), ay, "universal y axis")
+        compare_files(self, os.path.join(out, "tiny_x.pt"), ax, "universal x axis", scale_from=universal)
+        compare_files(self, os.path.join(out, "tiny_y.pt"), ay, "universal y axis", scale_from=universal)
         # The consumers' indexing works.
         u = torch.load(os.path.join(out, "tiny.pt"), weights_only=True)
         self.assertEqual(u[2]["universal"][(3, 0, 224)].shape, (64,))
@@ -184,6 +201,16 @@ class LlavaEndToEnd(unittest.TestCase):
         e = {layer: self.grid_e[layer] for layer in (0, 2)}
         compare_files(self, os.path.join(out, "tiny.pt"), ref.compute_id(e), "grid IDs (reference mean, layers 0,2)")
 
+    def test_plain_engine_matches_planned_and_reference(self):
+        """--engine=plain (no prefix cache, no packed matmuls) gives the same files."""
+        out = os.path.join(self.tmp, "grid_plain")
+        oracle_lib.run([SMALL_ID_GRID, *self.common_flags(), f"--images={self.grid_images}",
+                        f"--out={out}", "--name=tiny", "--engine=plain"])
+        compare_files(self, os.path.join(out, "tiny.pt"), ref.compute_id(self.grid_e),
+                      "grid IDs, plain engine")
+        planned = torch.load(os.path.join(self.grid_out, "tiny.pt"), weights_only=True)
+        compare_files(self, os.path.join(out, "tiny.pt"), planned, "grid IDs, plain vs planned")
+
     def test_clear_errors(self):
         cases = [
             (["--targets=zebra"], "zebra"),                       # target word not in the prompt
@@ -191,6 +218,7 @@ class LlavaEndToEnd(unittest.TestCase):
             (["--model=gemma-9b"], "unknown model alias"),
             (["--images=/nonexistent/folder"], "/nonexistent/folder"),
             (["--dtype=float64"], "--dtype"),
+            (["--engine=fast"], "--engine"),
         ]
         for extra, needle in cases:
             args = [SMALL_ID_GRID, *self.common_flags(), f"--images={self.grid_images}",
