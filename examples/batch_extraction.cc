@@ -15,7 +15,7 @@
 int main(int argc, char** argv) {
   return spatialid::examples::ExperimentMain(
       spatialid::examples::ExperimentKind::kBatch, argc, argv,
-      "batch_extraction: per-pair and universal spatial IDs and axes for one model.\n"
+      "Per-pair and universal spatial IDs and axes for one model.\n"
       "Example: batch_extraction --model=llava-7b --model_dir=DIR "
       "--images=data/extraction_data --out=embeds/universal_id");
 }

@@ -21,12 +21,11 @@
 #include <ATen/Parallel.h>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "examples/cli_flags.h"
 #include "spatialid/data/grid_job.h"
 #include "spatialid/data/layout_folder.h"
 #include "spatialid/data/layout_source.h"
@@ -385,8 +384,7 @@ absl::Status Run(ExperimentKind kind) {
 }  // namespace
 
 int ExperimentMain(ExperimentKind kind, int argc, char** argv, const char* usage) {
-  absl::SetProgramUsageMessage(usage);
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  std::vector<char*> rest = ParseFlags(argc, argv, usage);
   if (rest.size() > 1) {
     std::fprintf(stderr, "%s: unexpected argument '%s' (flags are --name=value; see --help)\n",
                  argv[0], rest[1]);

@@ -21,10 +21,9 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "examples/cli_flags.h"
 #include "spatialid/figure/fig5.h"
 #include "spatialid/figure/svg_plot.h"
 #include "spatialid/io/atomic_output_file.h"
@@ -183,10 +182,10 @@ absl::Status Run() {
 }  // namespace spatialid::examples
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "fig5: Figure 5 from small_id_grid's files: grid IDs projected on the x/y-axis plane.\n"
+  std::vector<char*> rest = spatialid::examples::ParseFlags(
+      argc, argv,
+      "Figure 5 from small_id_grid's files: grid IDs projected on the x/y-axis plane.\n"
       "Example: fig5 --dir=embeds/grid_id --model=llava-7b --layer=12");
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
     std::fprintf(stderr, "fig5: unexpected argument '%s' (see --help)\n", rest[1]);
     return 2;

@@ -16,8 +16,7 @@
 
 #include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "examples/cli_flags.h"
 #include "spatialid/data/grid_job.h"
 
 ABSL_DECLARE_FLAG(std::string, objects_dir);
@@ -68,8 +67,7 @@ enum class PairFlagPriority { kObjectsWin, kPairsWin };
 
 inline int GridJobMain(const char* label, const char* usage, PairFlagPriority priority,
                        int argc, char** argv) {
-  absl::SetProgramUsageMessage(usage);
-  absl::ParseCommandLine(argc, argv);
+  ParseFlags(argc, argv, usage);
   // Under `bazel run` relative paths mean the user's folder, not runfiles.
   if (const char* wd = std::getenv("BUILD_WORKING_DIRECTORY"); wd != nullptr && ::chdir(wd) != 0) {
     std::fprintf(stderr, "%s: cannot enter %s\n", label, wd);

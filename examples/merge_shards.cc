@@ -9,8 +9,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "examples/cli_flags.h"
 #include "spatialid/extract/sharding.h"
 
 ABSL_FLAG(std::string, out, "embeds/universal_id",
@@ -23,10 +22,10 @@ ABSL_FLAG(bool, strict_axes, false,
 ABSL_FLAG(bool, quiet, false, "No summary line.");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  std::vector<char*> rest = spatialid::examples::ParseFlags(
+      argc, argv,
       "Merges the shard states of a sharded batch extraction into the files of one run.\n"
       "  merge_shards --out=embeds/universal_id --model=llava-7b");
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
     std::fprintf(stderr, "merge_shards: unexpected argument '%s' (see --help)\n", rest[1]);
     return 2;

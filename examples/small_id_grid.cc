@@ -15,7 +15,7 @@
 int main(int argc, char** argv) {
   return spatialid::examples::ExperimentMain(
       spatialid::examples::ExperimentKind::kGrid, argc, argv,
-      "small_id_grid: spatial IDs of frog/left/right over the grid images (Figure 5).\n"
+      "Spatial IDs of frog/left/right over the grid images (Figure 5).\n"
       "Example: small_id_grid --model=llava-7b --model_dir=DIR --images=data/grid_data "
       "--out=embeds/grid_id");
 }

@@ -26,11 +26,10 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "examples/cli_flags.h"
 #include "spatialid/text/tokenizer.h"
 
 ABSL_FLAG(std::string, tokenizer, "",
@@ -75,11 +74,11 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  std::vector<char*> rest = spatialid::examples::ParseFlags(
+      argc, argv,
       "Prints the token ids (and with --tokens the token strings) of each stdin line.\n"
       "Usage: tokenize --tokenizer=PATH/tokenizer.json [--tokens] [--no_special] < lines.txt\n"
       "       tokenize --tokenizer=PATH/tokenizer.json --decode [--skip_special] < ids.txt");
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) return Fail(std::string("unexpected argument: ") + rest[1]);
   const std::string path = absl::GetFlag(FLAGS_tokenizer);
   if (path.empty()) return Fail("--tokenizer=PATH/tokenizer.json is required (see --help)");
