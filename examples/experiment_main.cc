@@ -252,6 +252,21 @@ absl::Status RunWith(ExperimentKind kind, const extract::ExtractorOptions& xopts
 absl::Status Run(ExperimentKind kind) {
   SPATIALID_ASSIGN_OR_RETURN(extract::ModelPreset preset,
                              extract::FindPreset(absl::GetFlag(FLAGS_model)));
+  const bool batch = kind == ExperimentKind::kBatch;
+  if (batch && absl::GetFlag(FLAGS_merge)) {
+    // The merge reads only the shards: no model folder, device or image set.
+    if (absl::GetFlag(FLAGS_shard) >= 0 || absl::GetFlag(FLAGS_num_shards) > 0) {
+      return absl::InvalidArgumentError("--merge merges every shard; drop --shard/--num_shards");
+    }
+    extract::AxisOptions axes;
+    axes.size = absl::GetFlag(FLAGS_axis_size);
+    axes.strict = absl::GetFlag(FLAGS_strict_axes);
+    const std::string out =
+        absl::GetFlag(FLAGS_out).empty() ? "embeds/universal_id" : absl::GetFlag(FLAGS_out);
+    const std::string name =
+        absl::GetFlag(FLAGS_name).empty() ? std::string(preset.alias) : absl::GetFlag(FLAGS_name);
+    return extract::MergeShards(out, name, axes, absl::GetFlag(FLAGS_quiet));
+  }
   extract::ExtractorOptions xopts;
   xopts.model_dir = absl::GetFlag(FLAGS_model_dir);
   if (xopts.model_dir.empty()) {
@@ -263,7 +278,6 @@ absl::Status Run(ExperimentKind kind) {
     }
     xopts.model_dir = def;
   }
-  const bool batch = kind == ExperimentKind::kBatch;
   std::optional<extract::ShardSpec> shard;
   if (batch) {
     SPATIALID_ASSIGN_OR_RETURN(shard, extract::ResolveShard(absl::GetFlag(FLAGS_shard),
@@ -333,9 +347,6 @@ absl::Status Run(ExperimentKind kind) {
   if (eopts.stream.loader_threads < 1) {
     return absl::InvalidArgumentError("--loader_threads must be >= 1");
   }
-  if (batch && absl::GetFlag(FLAGS_merge)) {
-    return extract::MergeShards(eopts.out_dir, eopts.model_name, eopts.axes, eopts.quiet);
-  }
   eopts.shard = shard;
   if (shard) {
     // Settings every shard must share (the merge compares them); the
@@ -345,13 +356,28 @@ absl::Status Run(ExperimentKind kind) {
         {"resize", absl::GetFlag(FLAGS_resize)},    {"images", absl::GetFlag(FLAGS_images)},
         {"objects_dir", absl::GetFlag(FLAGS_objects_dir)}, {"pairs", absl::GetFlag(FLAGS_pairs)},
         {"sizes", absl::GetFlag(FLAGS_sizes)},
-        {"no_same_row_or_col", absl::GetFlag(FLAGS_no_same_row_or_col)}};
+        {"no_same_row_or_col", absl::GetFlag(FLAGS_no_same_row_or_col)},
+        {"bos", bos}, {"dtype", extract::DtypeName(dtype)},
+        {"layers_flag", absl::GetFlag(FLAGS_layers)},
+        {"model_fingerprint", extract::ModelFingerprint(xopts.model_dir)}};
     if (!eopts.quiet) {
       std::fprintf(stderr, "batch_extraction: shard %d of %d (from %s) on %s\n", shard->index,
                    shard->count, shard->from.c_str(), device.c_str());
     }
   }
   SPATIALID_ASSIGN_OR_RETURN(ImageSource source, OpenImages(grid));
+  if (shard) {
+    extract::Fnv1a layouts;  // the image set, by layout, in order
+    for (size_t i = 0; i < source.size(); ++i) {
+      const data::GridLayout& l = source.layout(i);
+      layouts.Add(absl::StrCat(l.a, "_", l.b, " ", l.a_cell ? l.a_cell->x : -1, ",",
+                               l.a_cell ? l.a_cell->y : -1, " ", l.b_cell.x, ",", l.b_cell.y, " ",
+                               l.size));
+    }
+    eopts.shard_config["layouts_fingerprint"] = layouts.Hex();
+    SPATIALID_RETURN_IF_ERROR(extract::BeginShard(eopts.out_dir, eopts.model_name, *shard,
+                                                  eopts.shard_config, eopts.overwrite));
+  }
 
   const std::string pooling = absl::GetFlag(FLAGS_pooling);
   const std::string averaging = absl::GetFlag(FLAGS_averaging);
