@@ -25,7 +25,7 @@ kept layer, without the LM head (a multiply-add is 2 FLOPs):
   vision   2*P*(3*p*p)*Dv                              patch embedding (P patches)
            + Lv * (2*T*(4*Dv^2 + 2*Dv*Iv) + 4*T^2*Dv)  T = P + 1 tokens, Lv layers up to
                                                        vision_feature_layer
-  project  2*P*(Dv*Dt + Dt*Dt)
+  project  2*P*(Dv*Dt + Dt*Dt)         (InternVL: 2*(P/4)*(4*Dv*Dt + Dt*Dt), after the pixel shuffle)
   decoder  Lt * (2*n*(2*Dt*Dq + 2*Dt*Dkv + 3*Dt*It) + 2*Dq*n*(n+1))
            Dq = heads*head_dim, Dkv = kv_heads*head_dim; causal attention counted
            over the keys each query sees (QK^T and AV).
@@ -35,6 +35,7 @@ the deepest layer only at the target row), so its rate is a model-FLOP rate.
 One command (builds the binaries, makes the model and the images, runs all):
   bazel run //benchmarks:side_by_side -- --size=default
   bazel run //benchmarks:side_by_side -- --size=bench
+  bazel run //benchmarks:side_by_side -- --size=bench --family=internvl
 On a GPU machine (no Bazel there), with a batch_extraction built for CUDA:
   $SPATIALID_PYTHON benchmarks/side_by_side.py --device=cuda --size=bench \\
       --batch_extraction=PATH --grid_data=PATH
@@ -52,8 +53,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The source tree: `bazel run` says where it is; a direct run is inside it.
 ROOT = os.environ.get("BUILD_WORKSPACE_DIRECTORY") or os.path.dirname(HERE)
-SIZE_IMAGES = {"test": 96, "default": 96, "bench": 32}  # images per method, by model size
-PAIRS = ["camel_frog", "dog_cake"]
+SIZE_PAIRS = {"test": 2, "default": 2, "bench": 1}  # pairs (144 images each) per method, by model size
+PAIRS = ["camel_frog", "dog_cake", "frog_camel"]
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -103,44 +104,66 @@ def check(rc, out, err, what):
 # --- setup: model and images -----------------------------------------------------------
 
 
+# InternVL3-1B's proportions scaled down as make_tiny_llava.py's "bench" is:
+# head size 64, ViT MLP 4x, Qwen2 MLP 5.4x with 4:1 grouped-query attention.
+INTERNVL_SIZES = {
+    "test": (dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128),
+             dict(hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
+                  num_key_value_heads=2)),
+    "default": (dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2, intermediate_size=512),
+                dict(hidden_size=256, intermediate_size=1376, num_hidden_layers=6, num_attention_heads=4,
+                     num_key_value_heads=1)),
+    "bench": (dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, intermediate_size=1024),
+              dict(hidden_size=512, intermediate_size=2752, num_hidden_layers=8, num_attention_heads=8,
+                   num_key_value_heads=2)),
+}
+
+
+def make_internvl(out, size):
+    """A random-weight InternVL3-architecture checkpoint (Qwen3 tokenizer,
+    GOT-OCR2 processor without tiling: one 448 px tile, 256 image tokens)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "families"))
+    sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
+    import internvl_oracle_test as iv
+    vision, text = INTERNVL_SIZES[size]
+    iv.build_checkpoint(out, iv.make_tokenizer(), vision_overrides=dict(vision, vision_feature_layer=-1),
+                        text_overrides=text)
+
+
 def ensure_model(args):
     if args.model_dir:
         return args.model_dir
-    if args.size == "default" and os.environ.get("SPATIALID_DEFAULT_MODEL") and \
+    if args.family == "llava" and args.size == "default" and os.environ.get("SPATIALID_DEFAULT_MODEL") and \
             os.path.isfile(os.path.join(os.environ["SPATIALID_DEFAULT_MODEL"], "config.json")):
         return os.environ["SPATIALID_DEFAULT_MODEL"]
-    out = os.path.join(args.work_dir, "models", f"llava-{args.size}")
+    out = os.path.join(args.work_dir, "models", f"{args.family}-{args.size}")
     if not os.path.isfile(os.path.join(out, "config.json")):
-        log(f"making the {args.size} LLaVA model in {out}")
-        proc = subprocess.run([sys.executable, args.make_model, out, "--size", args.size,
-                               "--dtype", "float32"], capture_output=True, text=True)
-        check(proc.returncode, proc.stdout, proc.stderr, "make_tiny_llava.py")
+        log(f"making the {args.size} {args.family} model in {out}")
+        if args.family == "internvl":
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--_worker=make_internvl",
+                                   f"--out={out}", f"--size={args.size}"], capture_output=True, text=True)
+        else:
+            proc = subprocess.run([sys.executable, args.make_model, out, "--size", args.size,
+                                   "--dtype", "float32"], capture_output=True, text=True)
+        check(proc.returncode, proc.stdout, proc.stderr, f"making the {args.family} model")
     return out
 
 
 def ensure_images(args):
-    """PNGs of the pairs (grid_data, 144 layouts each), and a folder of symlinks
-    holding the first --images of them, split evenly over the pairs."""
-    full = os.path.join(args.work_dir, "images_all")
-    for pair in PAIRS:
-        if not os.path.isdir(os.path.join(full, pair)):
-            log(f"drawing {pair} with grid_data into {full}")
-            rc, out, err, _, _ = measured([args.grid_data, f"--objects_dir={args.objects_dir}",
-                                           f"--out={full}", f"--pairs={','.join(PAIRS)}",
-                                           "--sizes=224", "--no_same_row_or_col"])
-            check(rc, out, err, "grid_data")
-            break
+    """PNGs of the first --pairs pairs (grid_data, 144 layouts each: batch
+    extraction checks that a pair folder holds every layout)."""
+    pairs = PAIRS[:args.pairs]
+    full = os.path.join(args.work_dir, "images_" + "_".join(pairs))
+    if not all(os.path.isdir(os.path.join(full, pair)) for pair in pairs):
+        log(f"drawing {', '.join(pairs)} with grid_data into {full}")
+        rc, out, err, _, _ = measured([args.grid_data, f"--objects_dir={args.objects_dir}",
+                                       f"--out={full}", f"--pairs={','.join(pairs)}",
+                                       "--sizes=224", "--no_same_row_or_col"])
+        check(rc, out, err, "grid_data")
     sys.path.insert(0, os.path.dirname(args.reference))
     import spatial_id_reference as ref
-    subset = os.path.join(args.work_dir, f"images_{args.images}")
-    shutil.rmtree(subset, ignore_errors=True)
-    per_pair = args.images // len(PAIRS)
-    for pair in PAIRS:
-        for a_pos, (x, y, s), path in ref.list_pair_images(os.path.join(full, pair))[:per_pair]:
-            dst = os.path.join(subset, pair, f"{a_pos[0]}_{a_pos[1]}", f"{x}_{y}_{s}.png")
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            os.symlink(os.path.abspath(path), dst)
-    return subset, per_pair * len(PAIRS)
+    count = sum(len(ref.list_pair_images(os.path.join(full, pair))) for pair in pairs)
+    return full, count
 
 
 # --- workers (each runs in its own process) ---------------------------------------------------
@@ -273,9 +296,12 @@ def forward_flops(config, n):
     v, t = config["vision_config"], config["text_config"]
     dv, iv, lv_all = v["hidden_size"], v["intermediate_size"], v["num_hidden_layers"]
     patch, size = v["patch_size"], v["image_size"]
+    size = size[0] if isinstance(size, list) else size
+    patch = patch[0] if isinstance(patch, list) else patch
     p = (size // patch) ** 2
     tv = p + 1
-    layer = config.get("vision_feature_layer", -2)
+    internvl = config.get("model_type") == "internvl"
+    layer = config.get("vision_feature_layer", -1 if internvl else -2)
     layer = layer if isinstance(layer, int) else max(x % (lv_all + 1) for x in layer)
     lv = layer if layer >= 0 else lv_all + 1 + layer
     vision = 2 * p * 3 * patch * patch * dv + lv * (2 * tv * (4 * dv * dv + 2 * dv * iv) + 4 * tv * tv * dv)
@@ -283,7 +309,10 @@ def forward_flops(config, n):
     heads = t["num_attention_heads"]
     head_dim = t.get("head_dim") or dt // heads
     dq, dkv = heads * head_dim, t.get("num_key_value_heads", heads) * head_dim
-    project = 2 * p * (dv * dt + dt * dt)
+    if internvl:  # pixel shuffle 0.5: p/4 tokens of width 4*dv, then 4*dv -> dt -> dt
+        project = 2 * (p // 4) * (4 * dv * dt + dt * dt)
+    else:
+        project = 2 * p * (dv * dt + dt * dt)
     decoder = lt * (2 * n * (2 * dt * dq + 2 * dt * dkv + 3 * dt * it) + 2 * dq * n * (n + 1))
     return vision + project + decoder, {"vision": vision, "projector": project, "decoder": decoder}
 
@@ -338,7 +367,8 @@ STATS = re.compile(r"batch_extraction: (\d+) images in ([\d.]+) s .*?batch (\d+)
 
 
 def run_spatialid(args, out, dtype, extra):
-    cmd = [args.batch_extraction, "--model=llava-7b", f"--model_dir={args.model_dir}", f"--out={out}",
+    alias = {"llava": "llava-7b", "internvl": "internvl-1b"}[args.family]
+    cmd = [args.batch_extraction, f"--model={alias}", f"--model_dir={args.model_dir}", f"--out={out}",
            "--name=model", f"--dtype={dtype}", f"--device={args.device}", "--overwrite",
            f"--batch_size={args.spatialid_batch_size}", *extra]
     if args.threads > 0:
@@ -369,8 +399,10 @@ def fast_bf16(device):
 def main_run(args):
     args.work_dir = os.path.abspath(os.path.expanduser(args.work_dir))
     os.makedirs(args.work_dir, exist_ok=True)
-    if args.images == 0:
-        args.images = SIZE_IMAGES.get(args.size, 64)
+    if args.pairs == 0:
+        args.pairs = SIZE_PAIRS.get(args.size, 1)
+    if not 1 <= args.pairs <= len(PAIRS):
+        sys.exit(f"--pairs={args.pairs}: expected 1 to {len(PAIRS)}")
     if args.dtype == "auto":
         args.dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
     args.model_dir = ensure_model(args)
@@ -397,7 +429,7 @@ def main_run(args):
     results["c"] = run_spatialid(args, outs["c"], args.dtype, [f"--images={args.images_dir}"])
     log(f"(c) spatialid, layouts drawn in memory ...")
     results["c_mem"] = run_spatialid(args, outs["c_mem"], args.dtype, [
-        f"--objects_dir={args.objects_dir}", f"--pairs={','.join(PAIRS)}", "--sizes=224",
+        f"--objects_dir={args.objects_dir}", f"--pairs={','.join(PAIRS[:args.pairs])}", "--sizes=224",
         "--no_same_row_or_col"])
     if args.dtype == "float32" and fast_bf16(args.device):
         log(f"(c) spatialid in bfloat16 ...")
@@ -415,9 +447,9 @@ def main_run(args):
     a_rate = results["a"]["images"] / results["a"]["seconds"]
     b_rate = results["b"]["images"] / results["b"]["seconds"]
     lines = [
-        f"model: {args.model_dir} (LLaVA; vision {config['vision_config']['hidden_size']}x"
+        f"model: {args.model_dir} ({args.family}; vision {config['vision_config']['hidden_size']}x"
         f"{config['vision_config']['num_hidden_layers']}, text {config['text_config']['hidden_size']}x"
-        f"{config['text_config']['num_hidden_layers']}); {n_images} images ({', '.join(PAIRS)}); "
+        f"{config['text_config']['num_hidden_layers']}); {n_images} images ({', '.join(PAIRS[:args.pairs])}); "
         f"device {args.device}; threads {args.threads or 'all'}; sequence {seq_len} tokens, target at "
         f"{n_needed - 1}",
         f"forward FLOPs per image (model count): {flops / 1e9:.2f} GFLOP (vision {parts['vision'] / 1e9:.2f}, "
@@ -442,7 +474,7 @@ def main_run(args):
               f"{d['load']:.2f} s, preprocess {d['preprocess']:.2f} s (loader time overlaps the forward)"]
     report = "\n".join(lines)
     print(report)
-    with open(os.path.join(args.work_dir, f"side_by_side_{args.size}.json"), "w") as f:
+    with open(os.path.join(args.work_dir, f"side_by_side_{args.family}_{args.size}.json"), "w") as f:
         json.dump({"results": results, "flops_per_image": flops, "flops_parts": parts, "report": report,
                    "images": n_images, "device": args.device, "dtype": args.dtype}, f, indent=1)
 
@@ -452,8 +484,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="default", choices=["test", "default", "bench"],
                     help="model size made by tools/make_tiny_llava.py (default: the built-in default model)")
-    ap.add_argument("--model_dir", default="", help="use this LLaVA checkpoint instead of --size")
-    ap.add_argument("--images", type=int, default=0, help="images per method (default: by size)")
+    ap.add_argument("--family", default="llava", choices=["llava", "internvl"],
+                    help="architecture of the random-weight model: llava (tools/make_tiny_llava.py) or "
+                         "internvl (InternVL3: InternViT, pixel shuffle, Qwen2 decoder)")
+    ap.add_argument("--model_dir", default="", help="use this checkpoint (of --family) instead of --size")
+    ap.add_argument("--pairs", type=int, default=0,
+                    help=f"object pairs per method, 144 layouts each (default: by size), at most {len(PAIRS)}")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--dtype", default="auto", help="auto (float32 on cpu, bfloat16 on cuda), float32, bfloat16")
     ap.add_argument("--batch_size", type=int, default=8, help="(b)'s batch size")
@@ -476,6 +512,8 @@ def main():
         return worker_reference(args)
     if args._worker == "transformers":
         return worker_transformers(args)
+    if args._worker == "make_internvl":
+        return make_internvl(args.out, args.size)
     args.images_dir = ""
     return main_run(args)
 

@@ -103,8 +103,11 @@ def make_tokenizer():
     return tok
 
 
-def build_checkpoint(model_dir, tok, vision_overrides=None, seed=1234):
-    """A tiny InternVL model, its processor and transformers 5's files in model_dir."""
+def build_checkpoint(model_dir, tok, vision_overrides=None, seed=1234, text_overrides=None):
+    """A tiny InternVL model, its processor and transformers 5's files in model_dir.
+
+    benchmarks/side_by_side.py --family=internvl builds its larger model here
+    too (vision/text overrides)."""
     from transformers import (GotOcr2ImageProcessorFast, InternVLConfig, InternVLForConditionalGeneration,
                               InternVLProcessor, InternVLVideoProcessor, InternVLVisionConfig, Qwen2Config)
     torch.manual_seed(seed)
@@ -114,11 +117,13 @@ def build_checkpoint(model_dir, tok, vision_overrides=None, seed=1234):
                   layer_scale_init_value=0.1)
     vision.update(vision_overrides or {})
     feature_layer = vision.pop("vision_feature_layer", -1)
-    text = Qwen2Config(hidden_size=HIDDEN, intermediate_size=160, num_hidden_layers=NUM_TEXT_LAYERS,
-                       num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tok),
-                       max_position_embeddings=32768, rms_norm_eps=1e-6, tie_word_embeddings=True,
-                       rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e6},
-                       eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
+    text = dict(hidden_size=HIDDEN, intermediate_size=160, num_hidden_layers=NUM_TEXT_LAYERS,
+                num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tok),
+                max_position_embeddings=32768, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e6},
+                eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
+    text.update(text_overrides or {})
+    text = Qwen2Config(**text)
     config = InternVLConfig(vision_config=InternVLVisionConfig(**vision), text_config=text,
                             image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"), downsample_ratio=0.5,
                             projector_hidden_act="gelu", vision_feature_layer=feature_layer,
