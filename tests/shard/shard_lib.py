@@ -8,6 +8,7 @@ the shard units hold whole batches (72 or 48 of a pair's 144 layouts, batch
 merged files differ from the single run's only by the order of the fp32
 additions in the sums. The bound below is therefore a few fp32 ulps.
 """
+import atexit
 import os
 import shutil
 import signal
@@ -194,6 +195,10 @@ class SlurmCluster:
 
     def __init__(self):
         self.procs_pidfiles = []
+        # The daemons outlive the test unless stopped: also on exit and on
+        # the SIGTERM Bazel sends at a timeout.
+        atexit.register(self.stop)
+        signal.signal(signal.SIGTERM, lambda *_: (self.stop(), os._exit(143)))
         # Unix socket paths must stay under 108 bytes: a short folder in /tmp.
         self.dir = tempfile.mkdtemp(prefix="sid-slurm-", dir="/tmp")
         path = self.SBIN + ":" + os.environ.get("PATH", "")
