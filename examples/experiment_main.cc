@@ -6,19 +6,25 @@
 // instead of compiling it twice.
 #include "examples/experiment_main.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
@@ -34,6 +40,8 @@
 #include "spatialid/extract/model_presets.h"
 #include "spatialid/extract/registry.h"
 #include "spatialid/extract/sharding.h"
+#include "spatialid/io/json_file.h"
+#include "spatialid/io/stale_temporaries.h"
 #include "spatialid/policies/averaging.h"
 #include "spatialid/policies/layers.h"
 #include "spatialid/policies/pooling.h"
@@ -219,6 +227,92 @@ absl::StatusOr<ImageSource> OpenImages(bool grid) {
   return ImageSource(data::SynthesizedLayouts(std::move(composer), std::move(layouts)));
 }
 
+// A checkpoint of another family fails later with a message about some
+// processor field; say what is wrong before anything loads.
+absl::Status CheckCheckpointFamily(const std::string& model_dir, const extract::ModelPreset& preset) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(model_dir, ec)) {
+    return absl::NotFoundError(absl::StrCat(model_dir, ": --model_dir folder not found"));
+  }
+  const std::string path = (std::filesystem::path(model_dir) / "config.json").string();
+  if (!std::filesystem::exists(path, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": not found (expected the checkpoint's Hugging Face config.json)"));
+  }
+  SPATIALID_ASSIGN_OR_RETURN(nlohmann::json config, io::ReadJsonFile(path));
+  const std::string expected(extract::FamilyModelType(preset.family));
+  const nlohmann::json* type = config.is_object() && config.contains("model_type")
+                                   ? &config["model_type"]
+                                   : nullptr;
+  if (type == nullptr || !type->is_string()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": no \"model_type\" string (expected \"", expected, "\" for --model=",
+        std::string(preset.alias), ")"));
+  }
+  const std::string got = type->get<std::string>();
+  if (got == expected) return absl::OkStatus();
+  std::vector<std::string> fitting;
+  for (const extract::ModelPreset& p : extract::kModelPresets) {
+    if (extract::FamilyModelType(p.family) == got) fitting.emplace_back(p.alias);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, ": model_type \"", got, "\" is not a checkpoint for --model=", std::string(preset.alias),
+      " (expected model_type \"", expected, "\")",
+      fitting.empty() ? std::string("; no --model alias reads this family")
+                      : absl::StrCat("; for this checkpoint use --model=", absl::StrJoin(fitting, " or "))));
+}
+
+// Fails now rather than after hours of extraction when --out cannot hold files.
+absl::Status CheckOutputFolder(const std::string& out_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec || !fs::is_directory(out_dir)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        out_dir, ": cannot create the --out folder (", ec ? ec.message() : "not a folder", ")"));
+  }
+  const fs::path probe = fs::path(out_dir) / absl::StrCat(".write_probe.tmp.", ::getpid());
+  std::FILE* f = std::fopen(probe.c_str(), "wb");
+  if (f == nullptr) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        out_dir, ": the --out folder is not writable (", std::strerror(errno), ")"));
+  }
+  std::fclose(f);
+  fs::remove(probe, ec);
+  return absl::OkStatus();
+}
+
+// Temporaries of this run's file names ({name}.pt, {name}_x.pt ... at the
+// top and in the pair folders) that a killed run left.
+absl::Status RemoveStaleOutputs(const std::string& out_dir, const std::string& name) {
+  SPATIALID_ASSIGN_OR_RETURN(
+      int removed, io::RemoveStaleTemporaries(out_dir, 1, [&](std::string_view final_name) {
+        for (const char* suffix : {"", "_x", "_y", "_text"}) {
+          if (final_name == absl::StrCat(name, suffix, ".pt")) return true;
+        }
+        return false;
+      }));
+  if (removed > 0) {
+    std::fprintf(stderr, "removed %d temporary file%s of an interrupted run from %s\n", removed,
+                 removed == 1 ? "" : "s", out_dir.c_str());
+  }
+  return absl::OkStatus();
+}
+
+// One line for the terminal or log: libtorch's exception texts append a
+// stack trace after the first line.
+std::string OneLine(absl::string_view message, bool first_line_only) {
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(message, '\n', absl::SkipWhitespace())) {
+    if (!out.empty()) {
+      if (first_line_only) break;
+      out += "; ";
+    }
+    out.append(line.data(), line.size());
+  }
+  return out;
+}
+
 void PrintStreamStats(ExperimentKind kind, const extract::StreamStats& s) {
   if (s.images == 0) return;
   std::fprintf(stderr,
@@ -389,6 +483,9 @@ absl::Status Run(ExperimentKind kind) {
     return absl::InvalidArgumentError(
         absl::StrCat("--averaging=", averaging, ": expected streaming or reference"));
   }
+  SPATIALID_RETURN_IF_ERROR(CheckCheckpointFamily(xopts.model_dir, preset));
+  SPATIALID_RETURN_IF_ERROR(CheckOutputFolder(eopts.out_dir));
+  SPATIALID_RETURN_IF_ERROR(RemoveStaleOutputs(eopts.out_dir, eopts.model_name));
   return extract::DispatchFamily(preset.family, [&]<class F>() -> absl::Status {
     using policy::averaging::ReferenceMean;
     using policy::averaging::StreamingMean;
@@ -412,20 +509,23 @@ absl::Status Run(ExperimentKind kind) {
 int ExperimentMain(ExperimentKind kind, int argc, char** argv, const char* usage) {
   std::vector<char*> rest = ParseFlags(argc, argv, usage);
   if (rest.size() > 1) {
-    std::fprintf(stderr, "%s: unexpected argument '%s' (flags are --name=value; see --help)\n",
-                 argv[0], rest[1]);
+    std::fprintf(stderr,
+                 "%s: error: unexpected argument '%s' (flags are --name=value; see --help)\n",
+                 std::filesystem::path(argv[0]).filename().c_str(), rest[1]);
     return 2;
   }
   absl::Status s;
+  bool thrown = false;
   try {
     s = Run(kind);
   } catch (const std::exception& e) {
     // libtorch reports some failures (out of memory, a bad kernel) by throwing.
     s = absl::InternalError(e.what());
+    thrown = true;
   }
   if (!s.ok()) {
     std::fprintf(stderr, "%s: error: %s\n", std::filesystem::path(argv[0]).filename().c_str(),
-                 std::string(s.message()).c_str());
+                 OneLine(s.message(), thrown).c_str());
     return 1;
   }
   return 0;

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "absl/flags/flag.h"
 #include "examples/cli_flags.h"
 #include "spatialid/data/grid_job.h"
+#include "spatialid/io/stale_temporaries.h"
 
 ABSL_DECLARE_FLAG(std::string, objects_dir);
 ABSL_DECLARE_FLAG(std::string, out);
@@ -93,6 +95,16 @@ inline int GridJobMain(const char* label, const char* usage, PairFlagPriority pr
                            : data::ParsePairList(pairs_flag, job.objects_dir);
   auto sizes = data::ParseSizeList(absl::GetFlag(FLAGS_sizes), job.grid.cell);
   absl::Status status = !pairs.ok() ? pairs.status() : sizes.status();
+  if (status.ok()) {
+    // PNGs a killed run was writing ({out}/{a}_{b}/{ax}_{ay}/*.png.tmp.PID).
+    auto removed = io::RemoveStaleTemporaries(
+        job.out, 2, [](std::string_view final_name) { return final_name.ends_with(".png"); });
+    status = removed.status();
+    if (removed.ok() && *removed > 0) {
+      std::fprintf(stderr, "%s: removed %d temporary file%s of an interrupted run from %s\n",
+                   label, *removed, *removed == 1 ? "" : "s", job.out.c_str());
+    }
+  }
   if (status.ok()) {
     job.pairs = *pairs;
     job.sizes = *sizes;

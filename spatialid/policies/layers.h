@@ -92,8 +92,11 @@ struct Spec {
   Reference reference;
   Explicit explicit_list;
 
+  std::string text;  // as parsed, to name the selection in Select's errors
+
   static absl::StatusOr<Spec> Parse(const std::string& text, int reference_last = -1) {
     Spec s;
+    s.text = text;
     if (text.empty() || text == "all") return s;
     if (text == "reference") {
       s.kind = Kind::kReference;
@@ -120,12 +123,15 @@ struct Spec {
   }
 
   absl::StatusOr<std::vector<int>> Select(int num_hidden_states) const {
+    absl::StatusOr<std::vector<int>> out = absl::InternalError("unknown layer selection");
     switch (kind) {
-      case Kind::kAll: return All{}.Select(num_hidden_states);
-      case Kind::kReference: return reference.Select(num_hidden_states);
-      case Kind::kExplicit: return explicit_list.Select(num_hidden_states);
+      case Kind::kAll: out = All{}.Select(num_hidden_states); break;
+      case Kind::kReference: out = reference.Select(num_hidden_states); break;
+      case Kind::kExplicit: out = explicit_list.Select(num_hidden_states); break;
     }
-    return absl::InternalError("unknown layer selection");
+    if (out.ok() || text.empty()) return out;
+    return absl::Status(out.status().code(),
+                        absl::StrCat("layers '", text, "': ", out.status().message()));
   }
 
  private:

@@ -1,0 +1,75 @@
+"""Shared inputs of the model-binary CLI tests: one tiny random-weight LLaVA
+(tools/make_tiny_llava.py) and one small grid image set, made once per test
+module, plus checkpoint variants that differ from it in one file."""
+import os
+import shutil
+import subprocess
+import sys
+
+from PIL import Image, ImageDraw
+
+import oracle_lib
+
+SMALL_ID_GRID = oracle_lib.runfile("examples/small_id_grid")
+BATCH_EXTRACTION = oracle_lib.runfile("examples/batch_extraction")
+GRID_DATA = oracle_lib.runfile("examples/grid_data")
+MAKE_TINY = oracle_lib.runfile("tools/make_tiny_llava.py")
+CRASH_SIGNS = ("terminate called", "Segmentation fault", "Aborted", "core dumped",
+               "AddressSanitizer", "stack trace", "Check failed", "Exception raised from")
+
+COLOURS = {"camel": (200, 150, 60, 255), "frog": (40, 180, 70, 255), "dog": (120, 90, 60, 255),
+           "cake": (230, 200, 220, 255)}
+
+
+def make_inputs(root, pairs="camel_frog,dog_cake", sizes="16", cell=32):
+    """Writes {root}/tiny (checkpoint) and {root}/images (grid_data's layout);
+    returns (model_dir, images_dir)."""
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    model_dir = os.path.join(root, "tiny")
+    oracle_lib.run([sys.executable, MAKE_TINY, model_dir, "--size", "test", "--dtype", "float32",
+                    "--seed", "7"])
+    objects = os.path.join(root, "objects")
+    os.makedirs(objects)
+    for name, colour in COLOURS.items():
+        im = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+        ImageDraw.Draw(im).ellipse((3, 6, 37, 34), fill=colour)
+        im.save(os.path.join(objects, name + ".png"))
+    images = os.path.join(root, "images")
+    oracle_lib.run([GRID_DATA, f"--objects_dir={objects}", f"--out={images}", f"--pairs={pairs}",
+                    f"--sizes={sizes}", f"--cell={cell}", "--threads=2"])
+    return model_dir, images
+
+
+def model_variant(model_dir, name, edit):
+    """A checkpoint folder beside model_dir whose files link to model_dir's,
+    except those `edit(folder)` rewrites (it must remove a link before writing)."""
+    out = os.path.join(os.path.dirname(model_dir), name)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    for f in os.listdir(model_dir):
+        os.symlink(os.path.join(model_dir, f), os.path.join(out, f))
+    edit(out)
+    return out
+
+
+def rewrite(folder, filename, transform):
+    """Replaces folder/filename (a link) by a file holding transform(old bytes)."""
+    path = os.path.join(folder, filename)
+    with open(path, "rb") as f:
+        data = f.read()
+    os.remove(path)
+    with open(path, "wb") as f:
+        f.write(transform(data))
+
+
+def copy_images(images, root, name, pair="camel_frog"):
+    """A copy of one pair folder of the image set, to break one file of."""
+    out = os.path.join(root, name)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(os.path.join(images, pair), os.path.join(out, pair))
+    return out
+
+
+def run(args, **kw):
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300, **kw)
