@@ -61,7 +61,8 @@ def free_port():
 class Fixture:
     """Model, images and the single run, made once per test class."""
 
-    def __init__(self, tag):
+    def __init__(self, tag, pairs=PAIRS):
+        self.pairs = list(pairs)
         self.tmp = os.path.join(oracle_lib.tmpdir(), tag)
         shutil.rmtree(self.tmp, ignore_errors=True)
         os.makedirs(self.tmp)
@@ -77,7 +78,7 @@ class Fixture:
             im.save(os.path.join(objects, name + ".png"))
         self.images = os.path.join(self.tmp, "images")
         oracle_lib.run([GRID_DATA, f"--objects_dir={objects}", f"--out={self.images}",
-                        f"--pairs={','.join(PAIRS)}", "--sizes=224", "--no_same_row_or_col"])
+                        f"--pairs={','.join(self.pairs)}", "--sizes=224", "--no_same_row_or_col"])
         self.single = os.path.join(self.tmp, "single")
         t1 = time.time()
         oracle_lib.run([BATCH_EXTRACTION, *self.flags(), f"--out={self.single}"], env=clean_env())
@@ -137,7 +138,7 @@ def assert_same_as_single(test, fixture, out, what):
     rounding). Returns the worst relative diff."""
     files = output_files(out)
     test.assertEqual(files, output_files(fixture.single), what)
-    test.assertEqual(len(files), 3 + len(PAIRS), what)  # pairs, universal, x and y axes
+    test.assertEqual(len(files), 3 + len(fixture.pairs), what)  # pairs, universal, x and y axes
     id_scale = max_abs(torch.load(os.path.join(fixture.single, f"{NAME}.pt"), weights_only=True))
     worst_rel = 0.0
     leaves_all = 0

@@ -27,7 +27,7 @@ class SlurmTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.fx = sl.Fixture("slurm")
+        cls.fx = sl.Fixture("slurm", pairs=sl.PAIRS[:2])  # 2 x 144 layouts
         t = time.time()
         cls.cluster = sl.SlurmCluster()
         print(f"real Slurm up in {time.time() - t:.1f} s ({cls.cluster.dir})", flush=True)

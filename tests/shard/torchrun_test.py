@@ -27,7 +27,7 @@ class TorchrunTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.fx = sl.Fixture("torchrun")
+        cls.fx = sl.Fixture("torchrun", pairs=sl.PAIRS[:2])  # 2 x 144 layouts
 
     def emulate(self, out, envs):
         """One batch_extraction per environment, all at once."""
