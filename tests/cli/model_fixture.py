@@ -21,9 +21,9 @@ COLOURS = {"camel": (200, 150, 60, 255), "frog": (40, 180, 70, 255), "dog": (120
            "cake": (230, 200, 220, 255)}
 
 
-def make_inputs(root, pairs="camel_frog,dog_cake", sizes="16", cell=32):
-    """Writes {root}/tiny (checkpoint) and {root}/images (grid_data's layout);
-    returns (model_dir, images_dir)."""
+def make_inputs(root, grid_flags=("--pairs=camel_frog,dog_cake", "--sizes=16", "--cell=32")):
+    """Writes {root}/tiny (checkpoint) and {root}/images (grid_data's layout,
+    drawn with grid_flags); returns (model_dir, images_dir)."""
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
     model_dir = os.path.join(root, "tiny")
@@ -36,8 +36,8 @@ def make_inputs(root, pairs="camel_frog,dog_cake", sizes="16", cell=32):
         ImageDraw.Draw(im).ellipse((3, 6, 37, 34), fill=colour)
         im.save(os.path.join(objects, name + ".png"))
     images = os.path.join(root, "images")
-    oracle_lib.run([GRID_DATA, f"--objects_dir={objects}", f"--out={images}", f"--pairs={pairs}",
-                    f"--sizes={sizes}", f"--cell={cell}", "--threads=2"])
+    oracle_lib.run([GRID_DATA, f"--objects_dir={objects}", f"--out={images}", "--threads=2",
+                    *grid_flags])
     return model_dir, images
 
 

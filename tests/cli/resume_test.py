@@ -63,6 +63,27 @@ class ResumeTest(unittest.TestCase):
     def test_kill_early(self):
         self.kill_and_resume("early", lambda out: time.sleep(0.4))
 
+    def test_temporary_pngs_of_a_killed_run_are_removed(self):
+        # A run killed inside a PNG write leaves {png}.tmp.{pid}; the rerun
+        # removes those of dead pids and keeps a live writer's.
+        out = os.path.join(self.tmp, "stale")
+        shutil.copytree(self.ref, out)
+        done = subprocess.Popen(["true"])
+        done.wait()  # its pid is now a dead writer's
+        folder = os.path.join(out, "camel_frog", "1_2")
+        stale = [os.path.join(folder, f"0_0_224.png.tmp.{done.pid}"),
+                 os.path.join(folder, f"3_3_112.png.tmp.{done.pid}")]
+        live = os.path.join(folder, f"0_1_224.png.tmp.{os.getpid()}")
+        for path in stale + [live]:
+            with open(path, "wb") as f:
+                f.write(b"\x89PNG half")
+        proc = oracle_lib.run(self.args(out))
+        self.assertIn(f"removed 2 temporary files of an interrupted run from {out}", proc.stderr)
+        self.assertEqual([p for p in stale if os.path.exists(p)], [])
+        self.assertTrue(os.path.exists(live))
+        os.remove(live)
+        self.assertEqual(pngs(out), pngs(self.ref))
+
 
 if __name__ == "__main__":
     unittest.main()
