@@ -10,6 +10,7 @@ additions in the sums. The bound below is therefore a few fp32 ulps.
 """
 import atexit
 import os
+import re
 import shutil
 import signal
 import socket
@@ -113,6 +114,27 @@ class Fixture:
     def merge(self, out, *extra):
         return oracle_lib.run([MERGE_SHARDS, f"--out={out}", f"--model={NAME}", *extra],
                               env=clean_env())
+
+
+def shard_lines(text):
+    """The (K, N, launcher) of each 'shard K of N (from X)' line that
+    batch_extraction prints, sorted."""
+    return sorted(re.findall(r"shard (\d+) of (\d+) \(from ([a-z ]+)\)", text))
+
+
+def run_with_envs(test, fixture, out, envs):
+    """One batch_extraction (not quiet) per launcher environment, all at
+    once; returns their stderr."""
+    args = [a for a in fixture.flags() if a != "--quiet"]
+    procs = [subprocess.Popen([BATCH_EXTRACTION, *args, f"--out={out}"], env=clean_env(**e),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for e in envs]
+    text = ""
+    for p, e in zip(procs, envs):
+        _, err = p.communicate()
+        test.assertEqual(p.returncode, 0, f"{e}: {err}")
+        text += err
+    return text
 
 
 def output_files(root):

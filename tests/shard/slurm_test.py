@@ -7,7 +7,6 @@ with a dependent merge job, and examples/launch/slurm.sbatch. Each merged
 result must equal the single run to a few fp32 ulps. Without Slurm or munge
 the class fails (it never skips)."""
 import os
-import re
 import subprocess
 import sys
 import time
@@ -19,8 +18,6 @@ sys.path.insert(0, os.path.dirname(oracle_lib.runfile("tests/shard/shard_lib.py"
 import shard_lib as sl  # noqa: E402
 
 
-def shard_lines(text):
-    return sorted(re.findall(r"shard (\d+) of (\d+) \(from ([a-z ]+)\)", text))
 
 
 class SlurmTest(unittest.TestCase):
@@ -37,18 +34,6 @@ class SlurmTest(unittest.TestCase):
         if getattr(cls, "cluster", None):
             cls.cluster.stop()
 
-    def emulate(self, out, envs):
-        args = [a for a in self.fx.flags() if a != "--quiet"]
-        procs = [subprocess.Popen([sl.BATCH_EXTRACTION, *args, f"--out={out}"],
-                                  env=sl.clean_env(**e), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for e in envs]
-        text = ""
-        for p, e in zip(procs, envs):
-            _, err = p.communicate()
-            self.assertEqual(p.returncode, 0, f"{e}: {err}")
-            text += err
-        return text
-
     # --- emulated environments ---
 
     def test_emulated_srun(self):
@@ -57,7 +42,7 @@ class SlurmTest(unittest.TestCase):
                      SLURM_JOB_ID=4242, SLURM_NNODES=1, SLURM_NODEID=0,
                      SLURM_STEP_NUM_TASKS=3, SLURM_JOB_NODELIST="n01")
                 for r in range(3)]
-        self.assertEqual(shard_lines(self.emulate(out, envs)),
+        self.assertEqual(sl.shard_lines(sl.run_with_envs(self, self.fx, out, envs)),
                          [(str(r), "3", "slurm") for r in range(3)])
         self.fx.merge(out)
         sl.assert_same_as_single(self, self.fx, out, "srun env, 3 tasks")
@@ -70,7 +55,7 @@ class SlurmTest(unittest.TestCase):
                      SLURM_ARRAY_TASK_STEP=2, SLURM_ARRAY_TASK_COUNT=3, SLURM_ARRAY_JOB_ID=77,
                      SLURM_JOB_ID=80 + t, SLURM_PROCID=0, SLURM_NTASKS=2, SLURM_LOCALID=0)
                 for t in (4, 6, 8)]
-        self.assertEqual(shard_lines(self.emulate(out, envs)),
+        self.assertEqual(sl.shard_lines(sl.run_with_envs(self, self.fx, out, envs)),
                          [(str(r), "3", "slurm array") for r in range(3)])
         self.fx.merge(out)
         sl.assert_same_as_single(self, self.fx, out, "job array env, 3 tasks")
@@ -96,7 +81,7 @@ class SlurmTest(unittest.TestCase):
                            env=sl.clean_env(SLURM_PROCID=2, SLURM_NTASKS=3, SLURM_STEP_ID=0),
                            capture_output=True, text=True)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(shard_lines(p.stderr), [("1", "2", "flags")])
+        self.assertEqual(sl.shard_lines(p.stderr), [("1", "2", "flags")])
 
     # --- a real Slurm ---
 
@@ -104,7 +89,7 @@ class SlurmTest(unittest.TestCase):
         out = os.path.join(self.fx.tmp, "real_srun")
         p = self.cluster.run(["srun", "-n", "3", "--overcommit", sl.BATCH_EXTRACTION,
                               *[a for a in self.fx.flags() if a != "--quiet"], f"--out={out}"])
-        self.assertEqual(shard_lines(p.stderr), [(str(r), "3", "slurm") for r in range(3)])
+        self.assertEqual(sl.shard_lines(p.stderr), [(str(r), "3", "slurm") for r in range(3)])
         self.fx.merge(out)
         sl.assert_same_as_single(self, self.fx, out, "real srun -n 3")
 
@@ -120,7 +105,7 @@ class SlurmTest(unittest.TestCase):
             ["sbatch", "--wait", f"--dependency=afterok:{jid}", "-o", f"{logs}/merge.txt",
              f"--wrap={sl.MERGE_SHARDS} --out={out} --model={sl.NAME}"])
         text = "".join(open(os.path.join(logs, f)).read() for f in sorted(os.listdir(logs)))
-        self.assertEqual(shard_lines(text), [(str(r), "3", "slurm array") for r in range(3)])
+        self.assertEqual(sl.shard_lines(text), [(str(r), "3", "slurm array") for r in range(3)])
         self.assertIn("merge_shards: merged 3 shards", text)
         sl.assert_same_as_single(self, self.fx, out, "real sbatch --array=0-2 + merge job")
 
@@ -135,7 +120,7 @@ class SlurmTest(unittest.TestCase):
                           *env_args, "-o", f"{self.fx.tmp}/script_srun.txt", sl.SLURM_SBATCH,
                           "llava-7b", self.fx.model_dir, self.fx.images, out, *tail])
         log = open(f"{self.fx.tmp}/script_srun.txt").read()
-        self.assertEqual(shard_lines(log), [(str(r), "3", "slurm") for r in range(3)], log)
+        self.assertEqual(sl.shard_lines(log), [(str(r), "3", "slurm") for r in range(3)], log)
         self.assertIn("merge_shards: merged 3 shards", log)
         sl.assert_same_as_single(self, self.fx, out, "slurm.sbatch, srun -n 3")
 
@@ -148,7 +133,7 @@ class SlurmTest(unittest.TestCase):
                           f"{self.fx.tmp}/script_array_merge.txt",
                           f"--wrap={sl.MERGE_SHARDS} --out={out} --model={sl.NAME}"])
         logs = "".join(open(f"{self.fx.tmp}/script_array_{t}.txt").read() for t in range(4))
-        self.assertEqual(shard_lines(logs), [(str(r), "4", "slurm array") for r in range(4)], logs)
+        self.assertEqual(sl.shard_lines(logs), [(str(r), "4", "slurm array") for r in range(4)], logs)
         self.assertNotIn("merge_shards", logs)  # array tasks leave the merge to the merge job
         sl.assert_same_as_single(self, self.fx, out, "slurm.sbatch --array=0-3 + merge job")
 

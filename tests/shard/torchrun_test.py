@@ -5,7 +5,6 @@ nodes of 2), then real torchrun from the venv (torch.distributed.run
 localhost as two nodes would), then examples/launch/torchrun.sh. Each merged
 result must equal the single run to a few fp32 ulps."""
 import os
-import re
 import subprocess
 import sys
 import unittest
@@ -18,9 +17,6 @@ import shard_lib as sl  # noqa: E402
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 
 
-def shard_lines(text):
-    """'shard K of N (from X)' lines batch_extraction prints."""
-    return sorted(re.findall(r"shard (\d+) of (\d+) \(from ([a-z ]+)\) on (\S+)", text))
 
 
 class TorchrunTest(unittest.TestCase):
@@ -29,27 +25,15 @@ class TorchrunTest(unittest.TestCase):
     def setUpClass(cls):
         cls.fx = sl.Fixture("torchrun", pairs=sl.PAIRS[:2])  # 2 x 144 layouts
 
-    def emulate(self, out, envs):
-        """One batch_extraction per environment, all at once."""
-        args = [a for a in self.fx.flags() if a != "--quiet"]
-        procs = [subprocess.Popen([sl.BATCH_EXTRACTION, *args, f"--out={out}"],
-                                  env=sl.clean_env(**e), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for e in envs]
-        text = ""
-        for p, e in zip(procs, envs):
-            _, err = p.communicate()
-            self.assertEqual(p.returncode, 0, f"{e}: {err}")
-            text += err
-        return text
-
     def test_emulated_single_node(self):
         out = os.path.join(self.fx.tmp, "emulated_1x3")
         envs = [dict(RANK=r, WORLD_SIZE=3, LOCAL_RANK=r, LOCAL_WORLD_SIZE=3, GROUP_RANK=0,
                      ROLE_RANK=r, ROLE_WORLD_SIZE=3, MASTER_ADDR="127.0.0.1",
                      MASTER_PORT=29500, TORCHELASTIC_RUN_ID="none", OMP_NUM_THREADS=1)
                 for r in range(3)]
-        text = self.emulate(out, envs)
-        self.assertEqual(shard_lines(text), [(str(r), "3", "torchrun", "cpu") for r in range(3)])
+        text = sl.run_with_envs(self, self.fx, out, envs)
+        self.assertEqual(sl.shard_lines(text), [(str(r), "3", "torchrun") for r in range(3)])
+        self.assertEqual(text.count(") on cpu"), 3, text)  # --device=cpu: no GPU chosen
         self.fx.merge(out)
         sl.assert_same_as_single(self, self.fx, out, "torchrun env, 1 node x 3")
 
@@ -58,8 +42,9 @@ class TorchrunTest(unittest.TestCase):
         envs = [dict(RANK=2 * node + local, WORLD_SIZE=4, LOCAL_RANK=local, LOCAL_WORLD_SIZE=2,
                      GROUP_RANK=node, GROUP_WORLD_SIZE=2, MASTER_ADDR="node0", MASTER_PORT=29500)
                 for node in range(2) for local in range(2)]
-        text = self.emulate(out, envs)
-        self.assertEqual(shard_lines(text), [(str(r), "4", "torchrun", "cpu") for r in range(4)])
+        text = sl.run_with_envs(self, self.fx, out, envs)
+        self.assertEqual(sl.shard_lines(text), [(str(r), "4", "torchrun") for r in range(4)])
+        self.assertEqual(text.count(") on cpu"), 4, text)  # --device=cpu: no GPU chosen
         self.fx.merge(out)
         sl.assert_same_as_single(self, self.fx, out, "torchrun env, 2 nodes x 2")
 
