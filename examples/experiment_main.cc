@@ -382,7 +382,7 @@ absl::Status Run(ExperimentKind kind) {
   }
   std::string device = absl::GetFlag(FLAGS_device);
   if (shard && shard->local_rank && device == "cuda") {
-    device = absl::StrCat("cuda:", *shard->local_rank);  // one GPU per local rank
+    device = absl::StrCat("cuda:", extract::LocalCudaIndex(*shard->local_rank));
   }
   SPATIALID_ASSIGN_OR_RETURN(xopts.device, ParseDevice(device));
   SPATIALID_ASSIGN_OR_RETURN(at::ScalarType dtype,

@@ -101,6 +101,19 @@ inline absl::StatusOr<std::optional<ShardSpec>> ResolveShard(int flag_shard, int
   return std::optional<ShardSpec>(s);
 }
 
+// The CUDA device index of a launcher's local rank. torchrun and a plain
+// srun leave every GPU of the node visible: cuda:LOCAL_RANK. Launchers that
+// bind GPUs to tasks (Slurm's --gpus-per-task or --gpu-bind) leave each
+// process a shorter CUDA_VISIBLE_DEVICES list, often of one: the rank wraps
+// around the devices it can see (cuda:0 there).
+inline int LocalCudaIndex(int local_rank) {
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  if (visible == nullptr || *visible == '\0') return local_rank;
+  int devices = 1;
+  for (const char* c = visible; *c != '\0'; ++c) devices += *c == ',';
+  return local_rank % devices;
+}
+
 // A contiguous range [begin, end) of one pair's layouts (indices into its
 // list, not into the image source).
 struct ShardUnit {

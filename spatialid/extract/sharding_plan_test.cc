@@ -164,6 +164,18 @@ TEST(ResolveShard, JobArrays) {
   }
 }
 
+TEST(LocalCudaIndex, AllVisibleOrBoundPerTask) {
+  unsetenv("CUDA_VISIBLE_DEVICES");
+  EXPECT_EQ(LocalCudaIndex(3), 3);
+  setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3", 1);
+  EXPECT_EQ(LocalCudaIndex(3), 3);
+  setenv("CUDA_VISIBLE_DEVICES", "2", 1);  // srun --gpus-per-task=1
+  EXPECT_EQ(LocalCudaIndex(3), 0);
+  setenv("CUDA_VISIBLE_DEVICES", "4,5", 1);
+  EXPECT_EQ(LocalCudaIndex(3), 1);
+  unsetenv("CUDA_VISIBLE_DEVICES");
+}
+
 TEST(ModelFingerprint, WeightsConfigAndNotThePath) {
   const std::filesystem::path root = std::filesystem::path(::testing::TempDir()) / "fingerprint";
   std::filesystem::remove_all(root);

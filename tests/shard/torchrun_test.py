@@ -49,13 +49,16 @@ class TorchrunTest(unittest.TestCase):
         sl.assert_same_as_single(self, self.fx, out, "torchrun env, 2 nodes x 2")
 
     def test_local_rank_picks_the_gpu(self):
-        # With --device=cuda the process asks for cuda:LOCAL_RANK; this build
-        # has no CUDA, so the error names the device it chose.
-        p = subprocess.run([sl.BATCH_EXTRACTION, *self.fx.flags(), "--device=cuda",
-                            f"--out={os.path.join(self.fx.tmp, 'cuda')}"],
-                           env=sl.clean_env(RANK=5, WORLD_SIZE=8, LOCAL_RANK=1),
-                           capture_output=True, text=True)
-        sl.assert_one_line_error(self, p, "--device=cuda:1")
+        # With --device=cuda the process asks for cuda:LOCAL_RANK, wrapped to
+        # the devices CUDA_VISIBLE_DEVICES leaves it; this build has no CUDA,
+        # so the error names the device it chose.
+        for visible, device in (("0,1,2,3", "cuda:1"), ("", "cuda:1"), ("3", "cuda:0")):
+            p = subprocess.run([sl.BATCH_EXTRACTION, *self.fx.flags(), "--device=cuda",
+                                f"--out={os.path.join(self.fx.tmp, 'cuda')}"],
+                               env=sl.clean_env(RANK=5, WORLD_SIZE=8, LOCAL_RANK=1,
+                                                CUDA_VISIBLE_DEVICES=visible),
+                               capture_output=True, text=True)
+            sl.assert_one_line_error(self, p, f"--device={device}:")
 
     def test_real_torchrun_standalone(self):
         out = os.path.join(self.fx.tmp, "real_standalone")
