@@ -11,7 +11,8 @@
 #   NNODES=2 NODE_RANK=1 RDZV=node0:29500 examples/launch/torchrun.sh llava-7b /models/llava-1.5-7b-hf ...
 # Node 0 merges once every node's workers are done (torchrun's agents wait
 # for each other before they exit). Arguments after the fourth go to
-# batch_extraction (e.g. --layers=reference); --name=... goes to the merge too.
+# batch_extraction (e.g. --layers=reference); --name, --axis_size and
+# --strict_axes go to the merge too.
 #
 # Environment: GPUS (processes per node; default: the GPUs nvidia-smi lists,
 # at least 1), NNODES, NODE_RANK, RDZV (host:port of node 0 when NNODES > 1),
@@ -36,12 +37,14 @@ if (( NNODES > 1 )); then
 else
   RDZV_ARGS=(--standalone)
 fi
-NAME_ARGS=()
-for a in "$@"; do [[ $a == --name=* ]] && NAME_ARGS=("$a"); done
+MERGE_ARGS=()  # the flags the merge shares with the extraction
+for a in "$@"; do
+  case $a in --name=* | --axis_size=* | --strict_axes | --strict_axes=*) MERGE_ARGS+=("$a") ;; esac
+done
 
 "${TORCHRUN_CMD[@]}" --no-python "${RDZV_ARGS[@]}" --nproc_per_node="$GPUS" \
   "$BIN/batch_extraction" --model="$MODEL" --model_dir="$MODEL_DIR" --images="$IMAGES" \
   --out="$OUT" --device="${DEVICE:-cuda}" "$@"
 if (( NODE_RANK == 0 )); then
-  "$BIN/merge_shards" --out="$OUT" --model="$MODEL" "${NAME_ARGS[@]}"
+  "$BIN/merge_shards" --out="$OUT" --model="$MODEL" "${MERGE_ARGS[@]}"
 fi

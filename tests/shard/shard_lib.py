@@ -152,21 +152,23 @@ def max_abs(obj):
     return obj.double().abs().max().item()
 
 
-def assert_same_as_single(test, fixture, out, what):
+def assert_same_as_single(test, fixture, out, what, single=None):
     """Same files, keys, dtypes and shapes as the single run; values within
     BOUND x the largest magnitude of the IDs they come from: the file's own
     for the pair and universal IDs, the universal IDs' for the x/y axes (the
     axes are differences of IDs, smaller than the IDs, and inherit the IDs'
-    rounding). Returns the worst relative diff."""
+    rounding). `single`: another single run's folder. Returns the worst
+    relative diff."""
+    single = single or fixture.single
     files = output_files(out)
-    test.assertEqual(files, output_files(fixture.single), what)
+    test.assertEqual(files, output_files(single), what)
     test.assertEqual(len(files), 3 + len(fixture.pairs), what)  # pairs, universal, x and y axes
-    id_scale = max_abs(torch.load(os.path.join(fixture.single, f"{NAME}.pt"), weights_only=True))
+    id_scale = max_abs(torch.load(os.path.join(single, f"{NAME}.pt"), weights_only=True))
     worst_rel = 0.0
     leaves_all = 0
     for f in files:
         ours = torch.load(os.path.join(out, f), weights_only=True)
-        ref = torch.load(os.path.join(fixture.single, f), weights_only=True)
+        ref = torch.load(os.path.join(single, f), weights_only=True)
         worst = scale = 0.0
         leaves = 0
 

@@ -109,15 +109,21 @@ class TorchrunTest(unittest.TestCase):
                         "--quiet"], env=env)
         sl.assert_same_as_single(self, self.fx, out, "torchrun.sh, 1 node x 3")
         # No GPUS and no nvidia-smi: one process, not zero (regression: the
-        # script passed --nproc_per_node=0).
+        # script passed --nproc_per_node=0). --strict_axes reaches the merge
+        # too (regression: only the extraction got it, the merged axes were
+        # the default ones).
         env.pop("GPUS")
+        strict = os.path.join(self.fx.tmp, "single_strict_axes")
+        oracle_lib.run([sl.BATCH_EXTRACTION, *self.fx.flags(), f"--out={strict}",
+                        "--strict_axes"], env=sl.clean_env())
         out1 = os.path.join(self.fx.tmp, "script_no_gpus")
         oracle_lib.run(["bash", sl.TORCHRUN_SH, "llava-7b", self.fx.model_dir, self.fx.images,
                         out1, f"--name={sl.NAME}", "--dtype=float32", "--batch_size=8",
-                        "--threads=1", "--quiet"], env=env)
+                        "--threads=1", "--quiet", "--strict_axes"], env=env)
         self.assertEqual(sorted(os.listdir(os.path.join(out1, ".shards", sl.NAME))),
                          ["shard-0-of-1", "shard-0-of-1.json"])
-        sl.assert_same_as_single(self, self.fx, out1, "torchrun.sh, 1 process")
+        sl.assert_same_as_single(self, self.fx, out1, "torchrun.sh, 1 process, --strict_axes",
+                                 single=strict)
         p = subprocess.run(["bash", sl.TORCHRUN_SH], env=env, capture_output=True, text=True)
         self.assertEqual(p.returncode, 2)
         self.assertIn("NODE_RANK", p.stderr)
