@@ -263,15 +263,16 @@ absl::Status CheckCheckpointFamily(const std::string& model_dir, const extract::
 }
 
 // Fails now rather than after hours of extraction when --out cannot hold files.
+constexpr char kWriteProbe[] = ".write_probe";
 absl::Status CheckOutputFolder(const std::string& out_dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(out_dir, ec);
-  if (ec || !fs::is_directory(out_dir)) {
+  if (ec || !fs::is_directory(out_dir, ec)) {
     return absl::PermissionDeniedError(absl::StrCat(
         out_dir, ": cannot create the --out folder (", ec ? ec.message() : "not a folder", ")"));
   }
-  const fs::path probe = fs::path(out_dir) / absl::StrCat(".write_probe.tmp.", ::getpid());
+  const fs::path probe = fs::path(out_dir) / absl::StrCat(kWriteProbe, ".tmp.", ::getpid());
   std::FILE* f = std::fopen(probe.c_str(), "wb");
   if (f == nullptr) {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -283,10 +284,11 @@ absl::Status CheckOutputFolder(const std::string& out_dir) {
 }
 
 // Temporaries of this run's file names ({name}.pt, {name}_x.pt ... at the
-// top and in the pair folders) that a killed run left.
+// top and in the pair folders, and the write probe) that a killed run left.
 absl::Status RemoveStaleOutputs(const std::string& out_dir, const std::string& name) {
   SPATIALID_ASSIGN_OR_RETURN(
       int removed, io::RemoveStaleTemporaries(out_dir, 1, [&](std::string_view final_name) {
+        if (final_name == kWriteProbe) return true;
         for (const char* suffix : {"", "_x", "_y", "_text"}) {
           if (final_name == absl::StrCat(name, suffix, ".pt")) return true;
         }
