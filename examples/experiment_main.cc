@@ -26,6 +26,7 @@
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -354,9 +355,15 @@ absl::Status Run(ExperimentKind kind) {
     if (absl::GetFlag(FLAGS_shard) >= 0 || absl::GetFlag(FLAGS_num_shards) > 0) {
       return absl::InvalidArgumentError("--merge merges every shard; drop --shard/--num_shards");
     }
-    extract::AxisOptions axes;
-    axes.size = absl::GetFlag(FLAGS_axis_size);
-    axes.strict = absl::GetFlag(FLAGS_strict_axes);
+    // Axis flags left at their defaults: the options the shards were run with.
+    std::optional<extract::AxisOptions> axes;
+    if (absl::GetFlagReflectionHandle(FLAGS_axis_size).CurrentValue() !=
+            absl::GetFlagReflectionHandle(FLAGS_axis_size).DefaultValue() ||
+        absl::GetFlag(FLAGS_strict_axes)) {
+      axes.emplace();
+      axes->size = absl::GetFlag(FLAGS_axis_size);
+      axes->strict = absl::GetFlag(FLAGS_strict_axes);
+    }
     const std::string out =
         absl::GetFlag(FLAGS_out).empty() ? "embeds/universal_id" : absl::GetFlag(FLAGS_out);
     const std::string name =
@@ -454,7 +461,8 @@ absl::Status Run(ExperimentKind kind) {
         {"sizes", absl::GetFlag(FLAGS_sizes)},
         {"no_same_row_or_col", absl::GetFlag(FLAGS_no_same_row_or_col)},
         {"bos", bos}, {"dtype", extract::DtypeName(dtype)},
-        {"layers_flag", absl::GetFlag(FLAGS_layers)},
+        {"layers_flag", absl::GetFlag(FLAGS_layers)}, {"axis_size", absl::GetFlag(FLAGS_axis_size)},
+        {"strict_axes", absl::GetFlag(FLAGS_strict_axes)},
         {"model_fingerprint", extract::ModelFingerprint(xopts.model_dir)}};
     if (!eopts.quiet) {
       std::fprintf(stderr, "batch_extraction: shard %d of %d (from %s) on %s\n", shard->index,

@@ -5,6 +5,7 @@
 // shards, naming the shard.
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,9 +17,11 @@ ABSL_FLAG(std::string, out, "embeds/universal_id",
           "Output folder of the sharded run (its shards are in {out}/.shards/{name}).");
 ABSL_FLAG(std::string, model, "llava-7b", "The run's --model alias (the file stem unless --name).");
 ABSL_FLAG(std::string, name, "", "The run's --name, if it set one.");
-ABSL_FLAG(int, axis_size, 224, "Object size whose IDs define the x/y axes.");
+ABSL_FLAG(int, axis_size, 224,
+          "Object size whose IDs define the x/y axes. Default: the shards' --axis_size.");
 ABSL_FLAG(bool, strict_axes, false,
-          "Axes from differences with y2 > y1 only (as batch_extraction --strict_axes).");
+          "Axes from differences with y2 > y1 only (as batch_extraction --strict_axes). "
+          "Default: the shards' --strict_axes.");
 ABSL_FLAG(bool, quiet, false, "No summary line.");
 
 int main(int argc, char** argv) {
@@ -32,9 +35,23 @@ int main(int argc, char** argv) {
   }
   const std::string name =
       absl::GetFlag(FLAGS_name).empty() ? absl::GetFlag(FLAGS_model) : absl::GetFlag(FLAGS_name);
-  spatialid::extract::AxisOptions axes;
-  axes.size = absl::GetFlag(FLAGS_axis_size);
-  axes.strict = absl::GetFlag(FLAGS_strict_axes);
+  // Axis options given here override those the shards recorded.
+  bool axis_flags_given = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string name = argv[i];
+    if (name.rfind('-', 0) != 0) continue;
+    name = name.substr(name.find_first_not_of('-'));
+    name = name.substr(0, name.find('='));
+    if (name == "axis_size" || name == "strict_axes" || name == "nostrict_axes") {
+      axis_flags_given = true;
+    }
+  }
+  std::optional<spatialid::extract::AxisOptions> axes;
+  if (axis_flags_given) {
+    axes.emplace();
+    axes->size = absl::GetFlag(FLAGS_axis_size);
+    axes->strict = absl::GetFlag(FLAGS_strict_axes);
+  }
   absl::Status s;
   try {
     s = spatialid::extract::MergeShards(absl::GetFlag(FLAGS_out), name, axes,

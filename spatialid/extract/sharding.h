@@ -160,9 +160,10 @@ inline absl::Status WriteShardManifest(const std::string& out_dir, const std::st
 
 // Merges every shard of {out}/.shards/{model} into the files of one run.
 // Every refusal is one line that starts with the shard's folder or manifest
-// and says what is wrong and how to fix it.
+// and says what is wrong and how to fix it. `axes`: the x/y axis options;
+// none: those the shards were run with (their --axis_size, --strict_axes).
 inline absl::Status MergeShards(const std::string& out_dir, const std::string& model,
-                                const AxisOptions& axes, bool quiet = false) {
+                                const std::optional<AxisOptions>& axes, bool quiet = false) {
   const std::string dir = ShardDir(out_dir, model);
   std::error_code ec;
   std::optional<int> count;
@@ -306,7 +307,14 @@ inline absl::Status MergeShards(const std::string& out_dir, const std::string& m
   }
   SPATIALID_ASSIGN_OR_RETURN(io::PtDict ids, universal.Result(dtype));
   SPATIALID_RETURN_IF_ERROR(WriteIdsFile(UniversalIdPath(out_dir, model), ids));
-  SPATIALID_ASSIGN_OR_RETURN(Axes ax, ComputeAxes(ids, axes));
+  AxisOptions axis_options;
+  if (axes) {
+    axis_options = *axes;
+  } else {
+    axis_options.size = config.value("axis_size", axis_options.size);
+    axis_options.strict = config.value("strict_axes", axis_options.strict);
+  }
+  SPATIALID_ASSIGN_OR_RETURN(Axes ax, ComputeAxes(ids, axis_options));
   SPATIALID_RETURN_IF_ERROR(WriteAxes((std::filesystem::path(out_dir) / model).string(), ax));
   if (!quiet) {
     std::fprintf(stderr, "merge_shards: merged %d shards of %s into %s\n", *count, model.c_str(),

@@ -79,6 +79,21 @@ class ShardMergeTest(unittest.TestCase):
                         "--quiet"], env=sl.clean_env())
         sl.assert_same_as_single(self, self.fx, out, "batch_extraction --merge")
 
+    def test_merge_takes_axis_options_from_the_shards(self):
+        # Shards run with --strict_axes; a plain merge_shards (no axis flags)
+        # must write the strict axes a single --strict_axes run writes.
+        strict = os.path.join(self.fx.tmp, "single_strict")
+        oracle_lib.run([sl.BATCH_EXTRACTION, *self.fx.flags(), f"--out={strict}",
+                        "--strict_axes"], env=sl.clean_env())
+        out = os.path.join(self.fx.tmp, "strict_shards")
+        self.fx.run_shards_concurrently(out, 2, extra=["--strict_axes"])
+        self.fx.merge(out)
+        sl.assert_same_as_single(self, self.fx, out, "--strict_axes shards, plain merge",
+                                 single=strict)
+        # An explicit merge flag still wins: the default axes again.
+        self.fx.merge(out, "--strict_axes=false")
+        sl.assert_same_as_single(self, self.fx, out, "same shards, merge --strict_axes=false")
+
     # --- a killed shard ---
 
     def test_killed_shard_is_refused_then_rerun_alone(self):
