@@ -123,7 +123,8 @@ ABSL_FLAG(int, shard, -1,
           "when there are more shards than pairs, dealt deterministically); writes partial sums "
           "to {out}/.shards/{name}/ for --merge. Default: from torchrun (RANK, WORLD_SIZE) or "
           "Slurm (SLURM_PROCID/SLURM_NTASKS, SLURM_ARRAY_TASK_ID/COUNT) when set; else no "
-          "sharding. With LOCAL_RANK or SLURM_LOCALID, --device=cuda becomes cuda:LOCAL_RANK.");
+          "sharding. With LOCAL_RANK or SLURM_LOCALID, --device=cuda becomes the local rank's GPU (cuda:LOCAL_RANK modulo the devices "
+          "CUDA_VISIBLE_DEVICES leaves the process: cuda:0 under --gpus-per-task=1).");
 ABSL_FLAG(int, num_shards, 0, "Batch extraction only: the number of shards (see --shard).");
 ABSL_FLAG(bool, merge, false,
           "Batch extraction only: merge the shards in {out}/.shards/{name}/ into the files of "
