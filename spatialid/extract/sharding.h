@@ -47,6 +47,7 @@
 #include "spatialid/extract/spatial_id.h"
 #include "spatialid/extract/spatial_id_files.h"
 #include "spatialid/io/atomic_output_file.h"
+#include "spatialid/io/stale_temporaries.h"
 #include "spatialid/util/status.h"
 
 namespace spatialid::extract {
@@ -105,6 +106,9 @@ inline std::string DescribeDifference(const nlohmann::json& ours, const nlohmann
 // files already written only when the settings are the same, since those
 // files hold no settings of their own; different settings are refused
 // rather than mixed. `overwrite` empties the folder and the manifest first.
+// A resumed shard also removes the temporaries its killed run left (every
+// file in its own folder is its own; beside the manifests only its own
+// manifest's), so the merge never sees them.
 inline absl::Status BeginShard(const std::string& out_dir, const std::string& model,
                                const ShardSpec& spec, const nlohmann::json& config,
                                bool overwrite) {
@@ -127,6 +131,21 @@ inline absl::Status BeginShard(const std::string& out_dir, const std::string& mo
           before.is_discarded() ? std::string("unreadable run.json")
                                 : sharding_internal::DescribeDifference(config, before),
           "); rerun with --overwrite or remove the folder"));
+    }
+    const std::string manifest =
+        std::filesystem::path(ShardManifestPath(out_dir, model, spec.index, spec.count))
+            .filename()
+            .string();
+    SPATIALID_ASSIGN_OR_RETURN(
+        int removed, io::RemoveStaleTemporaries(folder.string(), 0, [](std::string_view) { return true; }));
+    SPATIALID_ASSIGN_OR_RETURN(
+        int removed_manifest,
+        io::RemoveStaleTemporaries(ShardDir(out_dir, model), 0,
+                                   [&](std::string_view final_name) { return final_name == manifest; }));
+    if (removed + removed_manifest > 0) {
+      std::fprintf(stderr, "removed %d temporary file%s of the interrupted shard from %s\n",
+                   removed + removed_manifest, removed + removed_manifest == 1 ? "" : "s",
+                   folder.string().c_str());
     }
     return absl::OkStatus();
   }

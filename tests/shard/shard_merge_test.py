@@ -123,10 +123,25 @@ class ShardMergeTest(unittest.TestCase):
         bad = self.shard(out, 0, 2, model_dir=other, check=False)
         sl.assert_one_line_error(self, bad, folder, "other settings", "model_fingerprint",
                                  "--overwrite")
+        # Temporaries a killed shard can leave (a unit or the manifest killed
+        # between write and rename), named as AtomicOutputFile names them, of
+        # a writer that is gone.
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        stale = [os.path.join(folder, f"frog_dog.0-144.pt.tmp.{dead.pid}.0"),
+                 f"{folder}.json.tmp.{dead.pid}.0"]
+        for path in stale:
+            with open(path, "wb") as f:
+                f.write(b"half a file")
         # The same flags resume: the first unit is kept, not recomputed.
         stamp = os.stat(first).st_mtime_ns
         self.shard(out, 0, 2)
         self.assertEqual(os.stat(first).st_mtime_ns, stamp, "the finished unit was recomputed")
+        for path in stale:
+            self.assertFalse(os.path.exists(path), f"the rerun left {path}")
+        leftovers = [os.path.join(d, f) for d, _, files in os.walk(self.shards_dir(out))
+                     for f in files if ".tmp." in f]
+        self.assertEqual(leftovers, [], "temporaries under .shards after the rerun")
         self.fx.merge(out)
         sl.assert_same_as_single(self, self.fx, out, "killed shard rerun alone")
 
