@@ -1,9 +1,10 @@
 // The command-line front end shared by //examples:small_id_grid and
 // //examples:batch_extraction: flags, model alias dispatch, policy choice.
 //
-// It is the one translation unit that instantiates every family with every
-// pooling and averaging policy, so the two binaries (tiny mains) link it
-// instead of compiling it twice.
+// It is the one translation unit that instantiates the pipeline, once per
+// family (pooling and averaging are run-time values of the extractor's
+// options), so the two binaries (tiny mains) link it instead of compiling
+// it twice.
 #include "examples/experiment_main.h"
 
 #include <unistd.h>
@@ -38,9 +39,8 @@
 #include "spatialid/data/layout_source.h"
 #include "spatialid/extract/experiments.h"
 #include "spatialid/extract/extractor.h"
-#include "spatialid/extract/model_presets.h"
-#include "spatialid/extract/registry.h"
 #include "spatialid/extract/sharding.h"
+#include "spatialid/families/registry.h"
 #include "spatialid/io/json_file.h"
 #include "spatialid/io/stale_temporaries.h"
 #include "spatialid/policies/averaging.h"
@@ -48,10 +48,7 @@
 #include "spatialid/policies/pooling.h"
 #include "spatialid/util/status.h"
 
-ABSL_FLAG(std::string, model, "llava-7b",
-          "Model alias; picks the family and the reference's dtype and layer range. One of: "
-          "llava-7b, llava-13b, qwen2-2b, qwen-3b, qwen-7b, llama-11b, llava-cot, internvl-1b, "
-          "internvl-2b, internvl-8b, internvl-14b, gemma-4b, gemma-12b.");
+ABSL_FLAG(std::string, model, "llava-7b", spatialid::families::ModelFlagHelp());
 ABSL_FLAG(std::string, model_dir, "",
           "Hugging Face checkpoint folder of that model (config.json, *.safetensors, "
           "tokenizer.json, chat template, preprocessor_config.json). Default: "
@@ -115,9 +112,10 @@ ABSL_FLAG(std::string, bos, "processor",
           "apply_chat_template(tokenize=True) rule, no BOS added when the template wrote one.");
 ABSL_FLAG(std::string, engine, "planned",
           "planned: image batches share the prompt's text prefix (computed once), the last "
-          "layer runs at the target rows only and q/k/v and gate/up are packed matmuls, for "
-          "families that have it (LLaVA); equal to plain up to fp32 matmul rounding. plain: "
-          "the straightforward forward, exactly as transformers computes it.");
+          "layer runs at the target rows only and q/k/v and gate/up are packed matmuls (every "
+          "family; a saving a family cannot use is named once at the start); equal to plain up "
+          "to matmul rounding. plain: the straightforward forward, exactly as transformers "
+          "computes it.");
 ABSL_FLAG(int, shard, -1,
           "Batch extraction only: run shard K of --num_shards (pairs, and layouts within a pair "
           "when there are more shards than pairs, dealt deterministically); writes partial sums "
@@ -133,7 +131,7 @@ ABSL_FLAG(bool, merge, false,
 namespace spatialid::examples {
 namespace {
 
-absl::StatusOr<at::ScalarType> ParseDtype(const std::string& s, const extract::ModelPreset& preset,
+absl::StatusOr<at::ScalarType> ParseDtype(const std::string& s, const families::ModelPreset& preset,
                                           const at::Device& device) {
   std::string name = s;
   if (s == "auto") name = device.is_cuda() ? std::string(preset.dtype) : "float32";
@@ -231,7 +229,8 @@ absl::StatusOr<ImageSource> OpenImages(bool grid) {
 
 // A checkpoint of another family fails later with a message about some
 // processor field; say what is wrong before anything loads.
-absl::Status CheckCheckpointFamily(const std::string& model_dir, const extract::ModelPreset& preset) {
+absl::Status CheckCheckpointFamily(const std::string& model_dir,
+                                   const families::PresetOfFamily& preset) {
   std::error_code ec;
   if (!std::filesystem::is_directory(model_dir, ec)) {
     return absl::NotFoundError(absl::StrCat(model_dir, ": --model_dir folder not found"));
@@ -242,23 +241,21 @@ absl::Status CheckCheckpointFamily(const std::string& model_dir, const extract::
         absl::StrCat(path, ": not found (expected the checkpoint's Hugging Face config.json)"));
   }
   SPATIALID_ASSIGN_OR_RETURN(nlohmann::json config, io::ReadJsonFile(path));
-  const std::string expected(extract::FamilyModelType(preset.family));
+  const std::string expected(preset.model_type);
   const nlohmann::json* type = config.is_object() && config.contains("model_type")
                                    ? &config["model_type"]
                                    : nullptr;
   if (type == nullptr || !type->is_string()) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": no \"model_type\" string (expected \"", expected, "\" for --model=",
-        std::string(preset.alias), ")"));
+        std::string(preset.preset.alias), ")"));
   }
   const std::string got = type->get<std::string>();
   if (got == expected) return absl::OkStatus();
-  std::vector<std::string> fitting;
-  for (const extract::ModelPreset& p : extract::kModelPresets) {
-    if (extract::FamilyModelType(p.family) == got) fitting.emplace_back(p.alias);
-  }
+  const std::vector<std::string> fitting = families::AliasesOfModelType(got);
   return absl::InvalidArgumentError(absl::StrCat(
-      path, ": model_type \"", got, "\" is not a checkpoint for --model=", std::string(preset.alias),
+      path, ": model_type \"", got, "\" is not a checkpoint for --model=",
+      std::string(preset.preset.alias),
       " (expected model_type \"", expected, "\")",
       fitting.empty() ? std::string("; no --model alias reads this family")
                       : absl::StrCat("; for this checkpoint use --model=", absl::StrJoin(fitting, " or "))));
@@ -329,27 +326,38 @@ void PrintStreamStats(ExperimentKind kind, const extract::StreamStats& s) {
                s.preprocess_seconds);
 }
 
-template <class F, class P, class A>
+template <class F>
 absl::Status RunWith(ExperimentKind kind, const extract::ExtractorOptions& xopts,
-                     const policy::layers::Spec& layers, const extract::ExperimentOptions& eopts,
-                     const ImageSource& source) {
-  using X = extract::Extractor<F, policy::layers::Spec, P>;
-  if (!eopts.quiet) std::fprintf(stderr, "loading %s from %s\n", std::string(F::kName).c_str(), xopts.model_dir.c_str());
-  SPATIALID_ASSIGN_OR_RETURN(X x, X::Create(xopts, layers, P{}));
+                     const extract::ExperimentOptions& eopts, const ImageSource& source) {
+  using X = extract::Extractor<F>;
+  if (!eopts.quiet) {
+    std::fprintf(stderr, "loading %s from %s\n", std::string(F::kName).c_str(),
+                 xopts.model_dir.c_str());
+  }
+  SPATIALID_ASSIGN_OR_RETURN(X x, X::Create(xopts));
   extract::ExperimentOptions o = eopts;
   o.out_dtype = x.model().dtype();
   extract::StreamStats stats;
   o.stream.stats = &stats;
-  const absl::Status s = kind == ExperimentKind::kGrid
-                             ? extract::RunGridExperiment<A>(x, source, o)
-                             : extract::RunBatchExtraction<A>(x, source, o);
+  if (!o.quiet) {
+    // Once per run, not per prompt: every pair's prompt has the same shape.
+    auto said = std::make_shared<bool>(false);
+    o.stream.note = [said](const std::string& note) {
+      if (*said) return;
+      *said = true;
+      std::fprintf(stderr, "engine: %s\n", note.c_str());
+    };
+  }
+  const absl::Status s = kind == ExperimentKind::kGrid ? extract::RunGridExperiment(x, source, o)
+                                                       : extract::RunBatchExtraction(x, source, o);
   if (s.ok() && !o.quiet) PrintStreamStats(kind, stats);
   return s;
 }
 
 absl::Status Run(ExperimentKind kind) {
-  SPATIALID_ASSIGN_OR_RETURN(extract::ModelPreset preset,
-                             extract::FindPreset(absl::GetFlag(FLAGS_model)));
+  SPATIALID_ASSIGN_OR_RETURN(families::PresetOfFamily model,
+                             families::FindPreset(absl::GetFlag(FLAGS_model)));
+  const families::ModelPreset& preset = model.preset;
   const bool batch = kind == ExperimentKind::kBatch;
   if (batch && absl::GetFlag(FLAGS_merge)) {
     // The merge reads only the shards: no model folder, device or image set.
@@ -426,6 +434,7 @@ absl::Status Run(ExperimentKind kind) {
   SPATIALID_ASSIGN_OR_RETURN(
       policy::layers::Spec layers,
       policy::layers::Spec::Parse(absl::GetFlag(FLAGS_layers), preset.reference_last_layer));
+  xopts.layers = layers;
   if (absl::GetFlag(FLAGS_threads) > 0) at::set_num_threads(absl::GetFlag(FLAGS_threads));
 
   extract::ExperimentOptions eopts;
@@ -485,33 +494,28 @@ absl::Status Run(ExperimentKind kind) {
   }
 
   const std::string pooling = absl::GetFlag(FLAGS_pooling);
-  const std::string averaging = absl::GetFlag(FLAGS_averaging);
-  if (pooling != "last_subtoken" && pooling != "mean_of_subtokens") {
+  if (pooling == "last_subtoken") {
+    xopts.pooling = policy::pooling::LastSubtoken{};
+  } else if (pooling == "mean_of_subtokens") {
+    xopts.pooling = policy::pooling::MeanOfSubtokens{};
+  } else {
     return absl::InvalidArgumentError(
         absl::StrCat("--pooling=", pooling, ": expected last_subtoken or mean_of_subtokens"));
   }
-  if (averaging != "streaming" && averaging != "reference") {
+  const std::string averaging = absl::GetFlag(FLAGS_averaging);
+  if (averaging == "streaming") {
+    xopts.averaging = policy::Averaging::Use<policy::averaging::StreamingMean>();
+  } else if (averaging == "reference") {
+    xopts.averaging = policy::Averaging::Use<policy::averaging::ReferenceMean>();
+  } else {
     return absl::InvalidArgumentError(
         absl::StrCat("--averaging=", averaging, ": expected streaming or reference"));
   }
-  SPATIALID_RETURN_IF_ERROR(CheckCheckpointFamily(xopts.model_dir, preset));
+  SPATIALID_RETURN_IF_ERROR(CheckCheckpointFamily(xopts.model_dir, model));
   SPATIALID_RETURN_IF_ERROR(CheckOutputFolder(eopts.out_dir));
   SPATIALID_RETURN_IF_ERROR(RemoveStaleOutputs(eopts.out_dir, eopts.model_name));
-  return extract::DispatchFamily(preset.family, [&]<class F>() -> absl::Status {
-    using policy::averaging::ReferenceMean;
-    using policy::averaging::StreamingMean;
-    using policy::pooling::LastSubtoken;
-    using policy::pooling::MeanOfSubtokens;
-    if (pooling == "last_subtoken") {
-      if (averaging == "streaming") {
-        return RunWith<F, LastSubtoken, StreamingMean>(kind, xopts, layers, eopts, source);
-      }
-      return RunWith<F, LastSubtoken, ReferenceMean>(kind, xopts, layers, eopts, source);
-    }
-    if (averaging == "streaming") {
-      return RunWith<F, MeanOfSubtokens, StreamingMean>(kind, xopts, layers, eopts, source);
-    }
-    return RunWith<F, MeanOfSubtokens, ReferenceMean>(kind, xopts, layers, eopts, source);
+  return families::DispatchModelType(model.model_type, [&]<class F>() -> absl::Status {
+    return RunWith<F>(kind, xopts, eopts, source);
   });
 }
 

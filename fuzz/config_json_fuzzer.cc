@@ -52,11 +52,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
   }
-  Try(ParseConfigJson<LlavaConfig>(*j, "fuzz.json"));
+  Try(ParseConfigJson<spatialid::families::LlavaConfig>(*j, "fuzz.json"));
   Try(ParseProcessorConfigJson<CLIPImageProcessorConfig>(*j, "fuzz.json"));
-  Try(ParseProcessorConfigJson<GotOcr2ImageProcessorConfig>(*j, "fuzz.json"));
-  Try(ParseProcessorConfigJson<Qwen2VLImageProcessorConfig>(*j, "fuzz.json"));
-  Try(ParseProcessorConfigJson<Gemma3ImageProcessorConfig>(*j, "fuzz.json"));
-  Try(ParseProcessorConfigJson<MllamaImageProcessorConfig>(*j, "fuzz.json"));
+  Try(ParseProcessorConfigJson<spatialid::families::GotOcr2ImageProcessorConfig>(*j, "fuzz.json"));
+  Try(ParseProcessorConfigJson<spatialid::families::Qwen2VLImageProcessorConfig>(*j, "fuzz.json"));
+  Try(ParseProcessorConfigJson<spatialid::families::Gemma3ImageProcessorConfig>(*j, "fuzz.json"));
+  Try(ParseProcessorConfigJson<spatialid::families::MllamaImageProcessorConfig>(*j, "fuzz.json"));
   return 0;
 }

@@ -16,8 +16,8 @@ namespace {
 
 nlohmann::json J(const char* text) { return nlohmann::json::parse(text); }
 
-TEST(LlavaConfig, DefaultsMatchLlava15) {
-  absl::StatusOr<LlavaConfig> c = ParseConfigJson<LlavaConfig>(J(R"({"model_type": "llava"})"), "c.json");
+TEST(families::LlavaConfig, DefaultsMatchLlava15) {
+  absl::StatusOr<families::LlavaConfig> c = ParseConfigJson<families::LlavaConfig>(J(R"({"model_type": "llava"})"), "c.json");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->vision_config.image_size, 336);
   EXPECT_EQ(c->vision_config.patch_size, 14);
@@ -30,10 +30,10 @@ TEST(LlavaConfig, DefaultsMatchLlava15) {
   EXPECT_EQ(c->image_token_index, 32000);
 }
 
-TEST(LlavaConfig, PresentVisionConfigUsesClipDefaults) {
+TEST(families::LlavaConfig, PresentVisionConfigUsesClipDefaults) {
   // A vision_config object starts from CLIPVisionConfig's defaults, not
   // LlavaConfig's built-in tower.
-  absl::StatusOr<LlavaConfig> c = ParseConfigJson<LlavaConfig>(
+  absl::StatusOr<families::LlavaConfig> c = ParseConfigJson<families::LlavaConfig>(
       J(R"({"model_type": "llava", "vision_config": {"hidden_size": 64}, "image_token_id": 5,
             "text_config": {"num_key_value_heads": null, "head_dim": null, "tie_word_embeddings": true}})"),
       "c.json");
@@ -45,8 +45,8 @@ TEST(LlavaConfig, PresentVisionConfigUsesClipDefaults) {
   EXPECT_EQ(c->text_config.num_key_value_heads, 32);
 }
 
-TEST(Qwen2VLConfig, ReadsTopLevelTextFieldsAndMrope) {
-  absl::StatusOr<Qwen2VLConfig> c = ParseConfigJson<Qwen2VLConfig>(
+TEST(families::Qwen2VLConfig, ReadsTopLevelTextFieldsAndMrope) {
+  absl::StatusOr<families::Qwen2VLConfig> c = ParseConfigJson<families::Qwen2VLConfig>(
       J(R"({"model_type": "qwen2_vl", "hidden_size": 1536, "num_hidden_layers": 28,
             "rope_theta": 1000000.0, "sliding_window": 32768,
             "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]}})"),
@@ -59,13 +59,13 @@ TEST(Qwen2VLConfig, ReadsTopLevelTextFieldsAndMrope) {
   EXPECT_EQ(*c->text_config.rope_parameters.mrope_section, (std::vector<int64_t>{16, 24, 24}));
 }
 
-TEST(Gemma3Config, LegacyRopeKeysMapToPerLayerSettings) {
-  absl::StatusOr<Gemma3Config> c = ParseConfigJson<Gemma3Config>(
+TEST(families::Gemma3Config, LegacyRopeKeysMapToPerLayerSettings) {
+  absl::StatusOr<families::Gemma3Config> c = ParseConfigJson<families::Gemma3Config>(
       J(R"({"model_type": "gemma3", "text_config": {"num_hidden_layers": 12,
             "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "rope_local_base_freq": 10000.0}})"),
       "c.json");
   ASSERT_TRUE(c.ok()) << c.status();
-  const Gemma3TextConfig& t = c->text_config;
+  const families::Gemma3TextConfig& t = c->text_config;
   EXPECT_EQ(t.rope_parameters.at("full_attention").rope_type, "linear");
   EXPECT_EQ(*t.rope_parameters.at("full_attention").factor, 8.0);
   EXPECT_EQ(t.rope_parameters.at("full_attention").rope_theta, 1e6);
@@ -76,8 +76,8 @@ TEST(Gemma3Config, LegacyRopeKeysMapToPerLayerSettings) {
   EXPECT_EQ(t.layer_types[11], "full_attention");
 }
 
-TEST(MllamaConfig, Llama3RopeAndAttentionHeadsAlias) {
-  absl::StatusOr<MllamaConfig> c = ParseConfigJson<MllamaConfig>(
+TEST(families::MllamaConfig, Llama3RopeAndAttentionHeadsAlias) {
+  absl::StatusOr<families::MllamaConfig> c = ParseConfigJson<families::MllamaConfig>(
       J(R"({"model_type": "mllama", "vision_config": {"num_attention_heads": 4},
             "text_config": {"rope_scaling": {"rope_type": "llama3", "factor": 8.0,
                             "low_freq_factor": 1.0, "high_freq_factor": 4.0}}})"),
@@ -100,7 +100,7 @@ TEST(ModelConfig, DetectsFamiliesAndRejectsOthers) {
   EXPECT_EQ(*t, ModelType::kQwen2_5_VL);
   absl::StatusOr<ModelConfig> cfg = LoadModelConfig(dir);
   ASSERT_TRUE(cfg.ok()) << cfg.status();
-  EXPECT_TRUE(std::holds_alternative<Qwen2_5_VLConfig>(*cfg));
+  EXPECT_TRUE(std::holds_alternative<families::Qwen2_5_VLConfig>(*cfg));
 
   std::ofstream(dir + "/config.json") << R"({"model_type": "phi3_v"})";
   absl::StatusOr<ModelType> bad = DetectModelType(dir);
@@ -112,7 +112,7 @@ TEST(ModelConfig, DetectsFamiliesAndRejectsOthers) {
 }
 
 TEST(ModelConfig, ErrorsNameTheDottedKey) {
-  absl::StatusOr<InternVLConfig> c = ParseConfigJson<InternVLConfig>(
+  absl::StatusOr<families::InternVLConfig> c = ParseConfigJson<families::InternVLConfig>(
       J(R"({"model_type": "internvl", "text_config": {"hidden_size": 1.5, "layer_types": "x"}})"),
       "config.json");
   ASSERT_FALSE(c.ok());
@@ -121,7 +121,7 @@ TEST(ModelConfig, ErrorsNameTheDottedKey) {
 }
 
 TEST(ProcessorConfig, Qwen2PixelBoundsOverrideSize) {
-  absl::StatusOr<Qwen2VLImageProcessorConfig> p = ParseProcessorConfigJson<Qwen2VLImageProcessorConfig>(
+  absl::StatusOr<families::Qwen2VLImageProcessorConfig> p = ParseProcessorConfigJson<families::Qwen2VLImageProcessorConfig>(
       J(R"({"min_pixels": 3136, "max_pixels": 12845056})"), "p.json");
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->min_pixels, 3136);

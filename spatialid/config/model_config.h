@@ -22,11 +22,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "spatialid/config/fields.h"
-#include "spatialid/config/gemma3.h"
-#include "spatialid/config/internvl.h"
-#include "spatialid/config/llava.h"
-#include "spatialid/config/mllama.h"
-#include "spatialid/config/qwen2_vl.h"
+#include "spatialid/families/gemma3/config.h"
+#include "spatialid/families/internvl/config.h"
+#include "spatialid/families/llava/config.h"
+#include "spatialid/families/mllama/config.h"
+#include "spatialid/families/qwen2_vl/config.h"
 #include "spatialid/io/json_file.h"
 
 namespace spatialid::config {
@@ -36,12 +36,12 @@ enum class ModelType { kLlava, kInternVL, kQwen2VL, kQwen2_5_VL, kGemma3, kMllam
 // The `model_type` string transformers uses for each family.
 inline std::string_view ModelTypeName(ModelType t) {
   switch (t) {
-    case ModelType::kLlava: return LlavaConfig::kModelType;
-    case ModelType::kInternVL: return InternVLConfig::kModelType;
-    case ModelType::kQwen2VL: return Qwen2VLConfig::kModelType;
-    case ModelType::kQwen2_5_VL: return Qwen2_5_VLConfig::kModelType;
-    case ModelType::kGemma3: return Gemma3Config::kModelType;
-    case ModelType::kMllama: return MllamaConfig::kModelType;
+    case ModelType::kLlava: return families::LlavaConfig::kModelType;
+    case ModelType::kInternVL: return families::InternVLConfig::kModelType;
+    case ModelType::kQwen2VL: return families::Qwen2VLConfig::kModelType;
+    case ModelType::kQwen2_5_VL: return families::Qwen2_5_VLConfig::kModelType;
+    case ModelType::kGemma3: return families::Gemma3Config::kModelType;
+    case ModelType::kMllama: return families::MllamaConfig::kModelType;
   }
   return "?";
 }
@@ -78,8 +78,8 @@ inline absl::StatusOr<ModelType> DetectModelType(const std::string& model_dir) {
   return ModelTypeFromJson(*json, file);
 }
 
-using ModelConfig = std::variant<LlavaConfig, InternVLConfig, Qwen2VLConfig, Qwen2_5_VLConfig,
-                                 Gemma3Config, MllamaConfig>;
+using ModelConfig = std::variant<families::LlavaConfig, families::InternVLConfig, families::Qwen2VLConfig, families::Qwen2_5_VLConfig,
+                                 families::Gemma3Config, families::MllamaConfig>;
 
 // Parses a config.json object as whichever family its model_type names.
 inline absl::StatusOr<ModelConfig> ParseModelConfigJson(const nlohmann::json& json,
@@ -91,12 +91,12 @@ inline absl::StatusOr<ModelConfig> ParseModelConfigJson(const nlohmann::json& js
     return ModelConfig(*std::move(cfg));
   };
   switch (*type) {
-    case ModelType::kLlava: return wrap(ParseConfigJson<LlavaConfig>(json, file));
-    case ModelType::kInternVL: return wrap(ParseConfigJson<InternVLConfig>(json, file));
-    case ModelType::kQwen2VL: return wrap(ParseConfigJson<Qwen2VLConfig>(json, file));
-    case ModelType::kQwen2_5_VL: return wrap(ParseConfigJson<Qwen2_5_VLConfig>(json, file));
-    case ModelType::kGemma3: return wrap(ParseConfigJson<Gemma3Config>(json, file));
-    case ModelType::kMllama: return wrap(ParseConfigJson<MllamaConfig>(json, file));
+    case ModelType::kLlava: return wrap(ParseConfigJson<families::LlavaConfig>(json, file));
+    case ModelType::kInternVL: return wrap(ParseConfigJson<families::InternVLConfig>(json, file));
+    case ModelType::kQwen2VL: return wrap(ParseConfigJson<families::Qwen2VLConfig>(json, file));
+    case ModelType::kQwen2_5_VL: return wrap(ParseConfigJson<families::Qwen2_5_VLConfig>(json, file));
+    case ModelType::kGemma3: return wrap(ParseConfigJson<families::Gemma3Config>(json, file));
+    case ModelType::kMllama: return wrap(ParseConfigJson<families::MllamaConfig>(json, file));
   }
   return absl::InternalError("unreachable model type");
 }

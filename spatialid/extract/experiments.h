@@ -96,14 +96,14 @@ inline std::string APositionName(const data::GridLayout& l) {
   return l.a_cell ? absl::StrCat(l.a_cell->x, "_", l.a_cell->y) : std::string("flat");
 }
 
-// Extracts one pair's IDs with averaging policy A.
-template <policy::Averager A, class X, data::LayoutSource S>
+// Extracts one pair's IDs with the extractor's averaging.
+template <class X, data::LayoutSource S>
 absl::StatusOr<io::PtDict> ExtractPairIds(const X& x, const S& source, const PairLayouts& pair,
                                           const std::string& question,
                                           const std::vector<std::string>& words,
                                           const ExperimentOptions& options,
                                           util::Progress* progress) {
-  A averager(x.layers64());
+  policy::AnyAverager averager = x.StartAverager();
   SPATIALID_RETURN_IF_ERROR(StreamLayouts(
       x, source, pair.indices, question, words, options.stream,
       [&](const data::GridLayout& l, size_t, const std::string& token, const at::Tensor& rows) {
@@ -114,7 +114,7 @@ absl::StatusOr<io::PtDict> ExtractPairIds(const X& x, const S& source, const Pai
   return averager.Result(options.out_dtype);
 }
 
-template <policy::Averager A, class X, data::LayoutSource S>
+template <class X, data::LayoutSource S>
 absl::Status RunGridExperiment(const X& x, const S& source, const ExperimentOptions& options) {
   const std::vector<PairLayouts> pairs = GroupByPair(source);
   if (pairs.empty()) return absl::InvalidArgumentError("the grid image source holds no layouts");
@@ -124,8 +124,8 @@ absl::Status RunGridExperiment(const X& x, const S& source, const ExperimentOpti
   std::optional<io::PtDict> first;
   for (const PairLayouts& pair : pairs) {
     SPATIALID_ASSIGN_OR_RETURN(
-        io::PtDict ids, ExtractPairIds<A>(x, source, pair, options.question, options.targets,
-                                          options, options.quiet ? nullptr : &progress));
+        io::PtDict ids, ExtractPairIds(x, source, pair, options.question, options.targets,
+                                       options, options.quiet ? nullptr : &progress));
     const std::string path = pairs.size() == 1
                                  ? UniversalIdPath(options.out_dir, options.model_name)
                                  : PairIdPath(options.out_dir, pair.a, pair.b, options.model_name);
@@ -138,7 +138,7 @@ absl::Status RunGridExperiment(const X& x, const S& source, const ExperimentOpti
   SPATIALID_RETURN_IF_ERROR(WriteAxes(prefix, axes));
 
   // Text-only embeddings: the same question with no image.
-  SPATIALID_ASSIGN_OR_RETURN(PreparedPrompt text_prompt,
+  SPATIALID_ASSIGN_OR_RETURN(typename X::Prompt text_prompt,
                              x.PrepareTextPrompt(options.question, options.text_targets));
   SPATIALID_ASSIGN_OR_RETURN(std::vector<at::Tensor> rows, x.RunText(text_prompt));
   TextEmbeddings text(x.layers64());
@@ -152,61 +152,61 @@ absl::Status RunGridExperiment(const X& x, const S& source, const ExperimentOpti
 // One shard of a batch extraction: each unit's accumulator state, then the
 // manifest (sharding.h). A unit whose state file exists is skipped unless
 // `overwrite`, so a killed shard resumes where it stopped.
-template <policy::Averager A, class X, data::LayoutSource S>
+template <class X, data::LayoutSource S>
 absl::Status RunBatchShard(const X& x, const S& source, const std::vector<PairLayouts>& pairs,
                            const ExperimentOptions& options) {
-  if constexpr (!requires(const A& a) { a.State(); }) {
+  if (x.StartAverager().partial_sums() == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "sharded runs need the streaming averaging (partial sums); ", A::kName, " keeps no state"));
-  } else {
-    const ShardSpec& spec = *options.shard;
-    std::vector<size_t> sizes;
-    std::vector<std::tuple<std::string, std::string, size_t>> listing;
-    for (const PairLayouts& p : pairs) {
-      sizes.push_back(p.indices.size());
-      listing.emplace_back(p.a, p.b, p.indices.size());
-    }
-    const std::vector<ShardUnit> units = PlanShard(sizes, spec);
-    long total = 0;
-    for (const ShardUnit& u : units) total += static_cast<long>(u.end - u.begin);
-    util::Progress progress(absl::StrCat("batch_extraction shard ", spec.index, "/", spec.count),
-                            total);
-    for (const ShardUnit& u : units) {
-      if (u.begin == u.end) continue;
-      const PairLayouts& pair = pairs[u.pair];
-      const std::string path = ShardUnitPath(options.out_dir, options.model_name, spec.index,
-                                             spec.count, absl::StrCat(pair.a, "_", pair.b),
-                                             u.begin, u.end);
-      std::error_code ec;
-      if (!options.overwrite && std::filesystem::exists(path, ec)) continue;
-      PairLayouts part{pair.a, pair.b,
-                       std::vector<size_t>(pair.indices.begin() + static_cast<long>(u.begin),
-                                           pair.indices.begin() + static_cast<long>(u.end))};
-      const std::vector<std::string> words = {pair.b};
-      A averager(x.layers64());
-      SPATIALID_RETURN_IF_ERROR(StreamLayouts(
-          x, source, part.indices, BatchQuestion(pair.a, pair.b), words, options.stream,
-          [&](const data::GridLayout& l, size_t, const std::string& token, const at::Tensor& rows) {
-            return averager.Add(APositionName(l), token,
-                                CellKey{l.b_cell.x, l.b_cell.y, l.size}, rows);
-          },
-          options.quiet ? nullptr : &progress));
-      SPATIALID_RETURN_IF_ERROR(SaveState(path, averager));
-    }
-    if (!options.quiet) progress.Finish();
-    nlohmann::json config = options.shard_config;
-    config["dtype"] = DtypeName(options.out_dtype);
-    config["layers"] = x.layers64();
-    config["averaging"] = A::kName;
-    return WriteShardManifest(options.out_dir, options.model_name, spec, config, listing, units);
+        "sharded runs need the streaming averaging (partial sums); ", x.averaging().name(),
+        " keeps no state"));
   }
+  const ShardSpec& spec = *options.shard;
+  std::vector<size_t> sizes;
+  std::vector<std::tuple<std::string, std::string, size_t>> listing;
+  for (const PairLayouts& p : pairs) {
+    sizes.push_back(p.indices.size());
+    listing.emplace_back(p.a, p.b, p.indices.size());
+  }
+  const std::vector<ShardUnit> units = PlanShard(sizes, spec);
+  long total = 0;
+  for (const ShardUnit& u : units) total += static_cast<long>(u.end - u.begin);
+  util::Progress progress(absl::StrCat("batch_extraction shard ", spec.index, "/", spec.count),
+                          total);
+  for (const ShardUnit& u : units) {
+    if (u.begin == u.end) continue;
+    const PairLayouts& pair = pairs[u.pair];
+    const std::string path = ShardUnitPath(options.out_dir, options.model_name, spec.index,
+                                           spec.count, absl::StrCat(pair.a, "_", pair.b),
+                                           u.begin, u.end);
+    std::error_code ec;
+    if (!options.overwrite && std::filesystem::exists(path, ec)) continue;
+    PairLayouts part{pair.a, pair.b,
+                     std::vector<size_t>(pair.indices.begin() + static_cast<long>(u.begin),
+                                         pair.indices.begin() + static_cast<long>(u.end))};
+    const std::vector<std::string> words = {pair.b};
+    policy::AnyAverager averager = x.StartAverager();
+    SPATIALID_RETURN_IF_ERROR(StreamLayouts(
+        x, source, part.indices, BatchQuestion(pair.a, pair.b), words, options.stream,
+        [&](const data::GridLayout& l, size_t, const std::string& token, const at::Tensor& rows) {
+          return averager.Add(APositionName(l), token, CellKey{l.b_cell.x, l.b_cell.y, l.size},
+                              rows);
+        },
+        options.quiet ? nullptr : &progress));
+    SPATIALID_RETURN_IF_ERROR(SaveState(path, *averager.partial_sums()));
+  }
+  if (!options.quiet) progress.Finish();
+  nlohmann::json config = options.shard_config;
+  config["dtype"] = DtypeName(options.out_dtype);
+  config["layers"] = x.layers64();
+  config["averaging"] = x.averaging().name();
+  return WriteShardManifest(options.out_dir, options.model_name, spec, config, listing, units);
 }
 
-template <policy::Averager A, class X, data::LayoutSource S>
+template <class X, data::LayoutSource S>
 absl::Status RunBatchExtraction(const X& x, const S& source, const ExperimentOptions& options) {
   const std::vector<PairLayouts> pairs = GroupByPair(source);
   if (pairs.empty()) return absl::InvalidArgumentError("the image source holds no layouts");
-  if (options.shard) return RunBatchShard<A>(x, source, pairs, options);
+  if (options.shard) return RunBatchShard(x, source, pairs, options);
   long total = 0, done = 0;
   std::vector<bool> skip(pairs.size(), false);
   for (size_t i = 0; i < pairs.size(); ++i) {
@@ -227,8 +227,8 @@ absl::Status RunBatchExtraction(const X& x, const S& source, const ExperimentOpt
     const PairLayouts& pair = pairs[i];
     SPATIALID_ASSIGN_OR_RETURN(
         io::PtDict ids,
-        ExtractPairIds<A>(x, source, pair, BatchQuestion(pair.a, pair.b), {pair.b}, options,
-                          options.quiet ? nullptr : &progress));
+        ExtractPairIds(x, source, pair, BatchQuestion(pair.a, pair.b), {pair.b}, options,
+                       options.quiet ? nullptr : &progress));
     SPATIALID_RETURN_IF_ERROR(
         WriteIdsFile(PairIdPath(options.out_dir, pair.a, pair.b, options.model_name), ids));
   }

@@ -63,6 +63,8 @@ struct StreamOptions {
   int prefetch = 2;        // finished batches waiting ahead of the forward
   int loader_threads = 1;  // threads loading and preprocessing batches
   StreamStats* stats = nullptr;  // accumulates timings when set
+  // Receives the extractor's EngineNote for each prompt prepared, if any.
+  std::function<void(const std::string&)> note;
 };
 
 // sink(layout, target index, token, rows [layers, hidden]) -> Status
@@ -122,7 +124,7 @@ absl::StatusOr<int> ResolveBatchSize(const X& extractor, const S& source,
   if (device.is_cpu() || indices.empty()) return kCpuAutoBatch;
   auto first = LoadBatch(extractor, source, indices.subspan(0, 1));
   if (!first.batch.ok()) return first.batch.status();
-  SPATIALID_ASSIGN_OR_RETURN(PreparedPrompt prompt,
+  SPATIALID_ASSIGN_OR_RETURN(typename X::Prompt prompt,
                              extractor.PrepareImagePrompt(question, words, *first.batch));
   return AutoBatchSize(device, static_cast<int64_t>(prompt.ids.size()),
                        extractor.model().hidden_size(), at::elementSize(extractor.model().dtype()));
@@ -182,7 +184,7 @@ absl::Status StreamLayouts(const X& extractor, const S& source, std::span<const 
   for (int t = 0; t < loaders; ++t) threads.emplace_back(loader);
 
   absl::Status result;
-  std::optional<PreparedPrompt> prompt;
+  std::optional<typename X::Prompt> prompt;
   double forward_seconds = 0, sink_seconds = 0, wait_seconds = 0;
   long images = 0;
   for (size_t k = 0; k < num_batches && result.ok(); ++k) {
@@ -206,12 +208,17 @@ absl::Status StreamLayouts(const X& extractor, const S& source, std::span<const 
     // the image size; re-prepare only then.
     const int64_t tokens = extractor.model().ImagePromptFor(item.batch->pixels).tokens_per_image;
     if (!prompt || prompt->tokens_per_image != tokens) {
-      absl::StatusOr<PreparedPrompt> p = extractor.PrepareImagePrompt(question, words, *item.batch);
+      absl::StatusOr<typename X::Prompt> p =
+          extractor.PrepareImagePrompt(question, words, *item.batch);
       if (!p.ok()) {
         result = p.status();
         break;
       }
       prompt = std::move(*p);
+      if (options.note) {
+        const std::string note = extractor.EngineNote(*prompt);
+        if (!note.empty()) options.note(note);
+      }
     }
     absl::StatusOr<std::vector<at::Tensor>> rows = extractor.Run(*prompt, *item.batch);
     if (!rows.ok()) {

@@ -1,21 +1,27 @@
 // The contract every model family satisfies: `FamilyTraits`.
 //
-// A family is one header under spatialid/families/ (llava.h is the model to
-// copy) that ends with a traits struct, e.g. `families::Llava`, naming:
+// A family is one folder under spatialid/families/ (llava/ is the model to
+// copy) whose main header ends with a traits struct, e.g. `families::Llava`,
+// naming:
 //   Config      its typed config.json (HF field names)
-//   Model       loaded weights + the one forward
+//   Model       loaded weights; derives MultimodalForward
+//               (multimodal_forward.h), which gives it the forward
 //   Processor   its image processor (settings from the model folder)
 //   PixelBatch  what the processor produces for a batch of images and the
-//               forward consumes (LLaVA: float32 [N, 3, 336, 336])
-//   kModelType  config.json's "model_type" ("llava"), checked at load
+//               forward consumes (LLaVA: float32 pixel_values [N, 3, 336, 336])
+//   kModelType  config.json's "model_type" ("llava"): the registry
+//               (registry.h) dispatches on it
 //   kName       a human name for messages ("LLaVA-1.5")
+//   kPresets    the paper's models of this family (model_preset.h): alias,
+//               checkpoint, reference dtype and layer range
 // and providing
 //   static StatusOr<Model>     Load(model_dir, LoadOptions)
 //   static StatusOr<Processor> LoadProcessor(model_dir, ProcessorOptions)
 //   processor.Preprocess(span<const io::Image>) -> StatusOr<PixelBatch>
 //   model.ImagePromptFor(pixels) -> ImagePrompt (the placeholder and its expansion)
-//   model.Forward(input_ids, pixels, request) -> StatusOr<at::Tensor>
-//   model.Forward(input_ids, request)         -> StatusOr<at::Tensor> (text only)
+//   the forward of MultimodalForward: Forward(ids, pixels, request[, plan]),
+//     Forward(ids, request) (text only), Prepare/Run (a prompt prepared once
+//     for many batches), ComputePrefix, ImageFeatures
 //   model.num_layers(), hidden_size(), dtype(), device()
 //
 // Forward takes int64 ids [batch, seq] (image placeholders already expanded,
@@ -33,26 +39,10 @@
 // family only says which string the template writes per image and what the
 // processor turns it into (`ImagePrompt`).
 //
-// Porting a family (llava.h is the worked example):
-//  1. Read config.json with its spatialid/config struct; translate it into
-//     block shapes (nn::TextDecoderShape, attention/MLP shapes, RoPE via
-//     RopeFromConfig) and refuse what the blocks lack, with a message.
-//  2. Build the towers from spatialid/nn blocks, loading every weight by its
-//     HF name through io::StateDictLoader; accept each naming scheme real
-//     downloads use (a prefix chain per scheme) and finish with
-//     loader.Finish() so missing/unexpected/wrong-shape keys are reported.
-//  3. Write the image processor in spatialid/vision, matching the
-//     transformers 5 processor exactly and, via ResizeEngine::kPillow, the
-//     4.x one.
-//  4. Forward: hidden state 0 (embeddings with image features merged), then
-//     the decoder layers inside CollectHiddenStates (hidden_states.h), with
-//     the family's positions/masks; truncate to request.needed_length().
-//  5. End the header with the traits struct and
-//     `static_assert(CheckFamily<YourFamily>());`.
-//  6. Add an oracle test under tests/families: a tiny random-weight model
-//     from transformers with every switch the real checkpoints use, compared
-//     at every hidden state in fp32 and a half dtype, plus the processor's
-//     pixels and the prompt's image-token count.
+// Porting a family (README.md "Porting a model family" has the checklist):
+// one folder with its config.h, image processor, own towers and the model
+// with its MultimodalForward hooks, one entry in registry.h, and its
+// oracle parameters under tests/families.
 #pragma once
 
 #include <concepts>
@@ -65,7 +55,9 @@
 #include <ATen/core/Tensor.h>
 
 #include "absl/status/statusor.h"
+#include "spatialid/families/forward_plan.h"
 #include "spatialid/families/hidden_states.h"
+#include "spatialid/families/model_preset.h"
 #include "spatialid/io/image.h"
 #include "spatialid/vision/resize_engine.h"
 
@@ -101,8 +93,10 @@ concept FamilyTypes = requires {
   typename F::Model;
   typename F::Processor;
   typename F::PixelBatch;
+  typename F::Model::Prepared;
   { F::kModelType } -> std::convertible_to<std::string_view>;
   { F::kName } -> std::convertible_to<std::string_view>;
+  { F::kPresets } -> std::convertible_to<std::span<const ModelPreset>>;
 };
 
 template <class F>
@@ -122,10 +116,19 @@ template <class F>
 concept FamilyForward = requires(const typename F::Model& model,
                                  const typename F::PixelBatch& pixels,
                                  const at::Tensor& input_ids,
-                                 const HiddenStateRequest& request) {
+                                 const HiddenStateRequest& request,
+                                 const typename F::Model::Prepared& prepared,
+                                 const ForwardPlan& plan, const PrefixCache& prefix) {
   { model.ImagePromptFor(pixels) } -> std::same_as<ImagePrompt>;
   { model.Forward(input_ids, pixels, request) } -> std::same_as<absl::StatusOr<at::Tensor>>;
   { model.Forward(input_ids, request) } -> std::same_as<absl::StatusOr<at::Tensor>>;
+  { model.Forward(input_ids, pixels, request, plan) } -> std::same_as<absl::StatusOr<at::Tensor>>;
+  { model.Prepare(input_ids, &pixels, request, &prefix, true) }
+      -> std::same_as<absl::StatusOr<typename F::Model::Prepared>>;
+  { model.Run(prepared, &pixels, int64_t{1}, &plan) } -> std::same_as<absl::StatusOr<at::Tensor>>;
+  { model.ComputePrefix(input_ids, request) } -> std::same_as<absl::StatusOr<PrefixCache>>;
+  { model.PrefixDepth() } -> std::convertible_to<int64_t>;
+  { pixels.pixel_values } -> std::convertible_to<at::Tensor>;
   { model.num_layers() } -> std::convertible_to<int64_t>;
   { model.hidden_size() } -> std::convertible_to<int64_t>;
   { model.dtype() } -> std::same_as<at::ScalarType>;
@@ -141,9 +144,9 @@ concept FamilyTraits = FamilyTypes<F> && FamilyLoading<F> && FamilyProcessing<F>
 template <class F>
 constexpr bool CheckFamily() {
   static_assert(FamilyTypes<F>,
-                "family traits need the types Config, Model, Processor, PixelBatch and the "
-                "constants kModelType (config.json's model_type) and kName; see "
-                "spatialid/families/family.h and llava.h");
+                "family traits need the types Config, Model (deriving MultimodalForward), "
+                "Processor, PixelBatch and the constants kModelType (config.json's model_type), "
+                "kName and kPresets; see spatialid/families/family.h and llava/llava.h");
   if constexpr (FamilyTypes<F>) {
     static_assert(FamilyLoading<F>,
                   "family traits need `static absl::StatusOr<Model> Load(const std::string& "
@@ -154,10 +157,9 @@ constexpr bool CheckFamily() {
                   "Preprocess(std::span<const io::Image>) const`");
     static_assert(FamilyForward<F>,
                   "the family's Model needs `ImagePrompt ImagePromptFor(const PixelBatch&) const`, "
-                  "`absl::StatusOr<at::Tensor> Forward(const at::Tensor& input_ids, const "
-                  "PixelBatch&, const HiddenStateRequest&) const`, the text-only "
-                  "`Forward(input_ids, request)`, and num_layers(), hidden_size(), dtype(), "
-                  "device()");
+                  "the forward of MultimodalForward<Model, PixelBatch, LayerContext> (derive it "
+                  "and provide its hooks: multimodal_forward.h), num_layers(), hidden_size(), "
+                  "dtype(), device(), and a PixelBatch with a `pixel_values` tensor");
   }
   return FamilyTraits<F>;
 }

@@ -14,17 +14,16 @@
 //  - Packed q/k/v and gate/up weights: one matmul each instead of three and
 //    two (nn/attention.h, nn/mlp.h).
 //
-// A family opts in (`PlannedForwardModel`) by providing
-//   model.ComputePrefix(prompt_ids [1, seq], request) -> StatusOr<PrefixCache>
-//   model.Forward(input_ids, pixels, request, const ForwardPlan&) -> StatusOr<at::Tensor>
-// and running its decoder through CollectPlannedHiddenStates with layers
-// that take an nn::ExtendedCall (nn::TransformerBlock::Extended). The
-// result has the plain forward's shape and meaning. A family whose
-// attention is not causal over the prefix (bidirectional image blocks that
-// reach back into the text, cross-attention that the prefix depends on)
-// does not opt in.
+// Every family gets these savings from the shared forward
+// (families/multimodal_forward.h), whose layers take an nn::ExtendedCall.
+// The shared prefix is exact only while the prefix rows do not depend on
+// the image: causal attention (or masks that keep the text before the
+// image from seeing it) up to the deepest layer run. Mllama's
+// cross-attention layers give even the text before the image an average of
+// the image, so its prefix cache stops at its first cross-attention layer
+// (`PrefixDepth`), and a request deeper than that runs without one.
 //
-// Example (families/llava.h):
+// Example:
 //   SPATIALID_ASSIGN_OR_RETURN(PrefixCache prefix, model.ComputePrefix(ids.slice(0, 0, 1), req));
 //   ForwardPlan plan{.prefix = &prefix};
 //   SPATIALID_ASSIGN_OR_RETURN(at::Tensor rows, model.Forward(ids, pixels, req, plan));
@@ -34,6 +33,7 @@
 #include <concepts>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -61,14 +61,6 @@ struct ForwardPlan {
   const PrefixCache* prefix = nullptr;  // ComputePrefix of this prompt; nullptr: none
   bool rows_only = true;                // the deepest layer only at the requested rows
   bool packed = true;                   // packed q/k/v and gate/up matmuls
-};
-
-template <class M, class PixelBatch>
-concept PlannedForwardModel = requires(const M& model, const PixelBatch& pixels,
-                                       const at::Tensor& ids, const HiddenStateRequest& request,
-                                       const ForwardPlan& plan) {
-  { model.ComputePrefix(ids, request) } -> std::same_as<absl::StatusOr<PrefixCache>>;
-  { model.Forward(ids, pixels, request, plan) } -> std::same_as<absl::StatusOr<at::Tensor>>;
 };
 
 // The positions a prefix cache may hold: those before the first image token
@@ -135,33 +127,45 @@ PrefixCache ComputePrefixCache(std::vector<int64_t> ids, at::Tensor embeds, int 
   return cache;
 }
 
+// Index tensors of the requested rows relative to a forward that starts
+// at position `past`, on the device, made once per prompt.
+struct RequestRows {
+  at::Tensor rows;            // request.positions - past
+  at::Tensor unique_rows;     // the distinct ones, ascending
+  at::Tensor rows_in_unique;  // where each requested row sits in unique_rows
+
+  static RequestRows For(const HiddenStateRequest& request, int64_t past, at::Device device) {
+    std::vector<int64_t> rel;
+    for (int64_t p : request.positions) {
+      TORCH_CHECK(p >= past, "requested position ", p, " lies inside the ", past, "-token prefix");
+      rel.push_back(p - past);
+    }
+    std::vector<int64_t> unique = rel;
+    std::sort(unique.begin(), unique.end());
+    unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+    std::vector<int64_t> in_unique;
+    for (int64_t r : rel) {
+      in_unique.push_back(std::lower_bound(unique.begin(), unique.end(), r) - unique.begin());
+    }
+    const auto options = at::TensorOptions().dtype(at::kLong);
+    RequestRows out;
+    out.rows = at::tensor(rel, options).to(device);
+    out.unique_rows = at::tensor(unique, options).to(device);
+    out.rows_in_unique = at::tensor(in_unique, options).to(device);
+    return out;
+  }
+};
+
 // CollectHiddenStates for positions past..past+L-1 (`embeds` [batch, L,
-// hidden] is hidden state 0 there): the same
+// hidden] is hidden state 0 there; `rows` made for that `past`): the same
 // [layers.size(), batch, positions.size(), hidden] result.
 //   run_layer   (int64_t i, const at::Tensor& x, const at::Tensor& query_rows)
 //               -> output of layer i at `query_rows` of x (every row when undefined)
 //   final_norm  (const at::Tensor& x) -> the final norm (row-wise)
 template <class RunLayer, class FinalNorm>
-at::Tensor CollectPlannedHiddenStates(at::Tensor embeds, int64_t past, int64_t num_layers,
-                                      const HiddenStateRequest& request, bool rows_only,
-                                      RunLayer&& run_layer, FinalNorm&& final_norm) {
-  const auto long_options = at::TensorOptions().dtype(at::kLong).device(embeds.device());
-  std::vector<int64_t> rel;
-  for (int64_t p : request.positions) {
-    TORCH_CHECK(p >= past, "requested position ", p, " lies inside the ", past, "-token prefix");
-    rel.push_back(p - past);
-  }
-  std::vector<int64_t> unique = rel;
-  std::sort(unique.begin(), unique.end());
-  unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
-  std::vector<int64_t> in_unique;
-  for (int64_t r : rel) {
-    in_unique.push_back(std::lower_bound(unique.begin(), unique.end(), r) - unique.begin());
-  }
-  const at::Tensor rows = at::tensor(rel, long_options);
-  const at::Tensor unique_rows = at::tensor(unique, long_options);
-  const at::Tensor rows_in_unique = at::tensor(in_unique, long_options);
-
+at::Tensor CollectPlannedHiddenStates(at::Tensor embeds, int64_t num_layers,
+                                      const HiddenStateRequest& request, const RequestRows& rows,
+                                      bool rows_only, RunLayer&& run_layer, FinalNorm&& final_norm) {
   std::vector<at::Tensor> picked(request.layers.size());
   auto keep = [&](int index, const at::Tensor& x, const at::Tensor& which) {
     at::Tensor selected;
@@ -176,13 +180,24 @@ at::Tensor CollectPlannedHiddenStates(at::Tensor embeds, int64_t past, int64_t n
   };
   const int deepest = request.deepest_layer();
   at::Tensor x = std::move(embeds);
-  keep(0, x, rows);
+  keep(0, x, rows.rows);
   for (int i = 1; i <= deepest; ++i) {
     const bool last = rows_only && i == deepest;
-    x = run_layer(static_cast<int64_t>(i - 1), x, last ? unique_rows : at::Tensor());
-    keep(i, x, last ? rows_in_unique : rows);
+    x = run_layer(static_cast<int64_t>(i - 1), x, last ? rows.unique_rows : at::Tensor());
+    keep(i, x, last ? rows.rows_in_unique : rows.rows);
   }
   return at::stack(picked);
+}
+
+// The same with the rows made here.
+template <class RunLayer, class FinalNorm>
+at::Tensor CollectPlannedHiddenStates(at::Tensor embeds, int64_t past, int64_t num_layers,
+                                      const HiddenStateRequest& request, bool rows_only,
+                                      RunLayer&& run_layer, FinalNorm&& final_norm) {
+  const RequestRows rows = RequestRows::For(request, past, embeds.device());
+  return CollectPlannedHiddenStates(std::move(embeds), num_layers, request, rows, rows_only,
+                                    std::forward<RunLayer>(run_layer),
+                                    std::forward<FinalNorm>(final_norm));
 }
 
 }  // namespace spatialid::families

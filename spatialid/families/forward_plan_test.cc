@@ -23,7 +23,7 @@
 
 #include "gtest/gtest.h"
 #include "spatialid/families/hidden_states.h"
-#include "spatialid/families/llava.h"
+#include "spatialid/families/llava/llava.h"
 #include "spatialid/io/safetensors_writer.h"
 #include "spatialid/nn/attention.h"
 #include "spatialid/nn/text_decoder.h"

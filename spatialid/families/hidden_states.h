@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -78,16 +79,15 @@ inline absl::Status ValidateRequest(const HiddenStateRequest& request, int64_t n
 // Runs a decoder from its hidden state 0 and returns
 // [layers.size(), batch, positions.size(), hidden] in the definition above.
 //   embeds      hidden state 0, [batch, L, hidden], L >= needed_length()
+//   rows        int64 request.positions on embeds' device (made once per
+//               prompt, so a batch loop uploads nothing)
 //   run_layer   (int64_t i, const at::Tensor& x) -> output of layer i (0-based)
 //   final_norm  (const at::Tensor& x) -> the final norm
 // Only layers 0..deepest_layer()-1 run; only the requested rows are kept.
 template <class RunLayer, class FinalNorm>
 at::Tensor CollectHiddenStates(at::Tensor embeds, int64_t num_layers,
-                               const HiddenStateRequest& request, RunLayer&& run_layer,
-                               FinalNorm&& final_norm) {
-  const at::Tensor rows = at::tensor(request.positions, at::TensorOptions()
-                                                            .dtype(at::kLong)
-                                                            .device(embeds.device()));
+                               const HiddenStateRequest& request, const at::Tensor& rows,
+                               RunLayer&& run_layer, FinalNorm&& final_norm) {
   std::vector<at::Tensor> picked(request.layers.size());
   auto keep = [&](int index, const at::Tensor& x) {
     for (size_t k = 0; k < request.layers.size(); ++k) {
@@ -102,6 +102,17 @@ at::Tensor CollectHiddenStates(at::Tensor embeds, int64_t num_layers,
     keep(i, i == num_layers ? final_norm(x) : x);
   }
   return at::stack(picked);
+}
+
+// The same with the rows made here (one small upload per call).
+template <class RunLayer, class FinalNorm>
+at::Tensor CollectHiddenStates(at::Tensor embeds, int64_t num_layers,
+                               const HiddenStateRequest& request, RunLayer&& run_layer,
+                               FinalNorm&& final_norm) {
+  const at::Tensor rows =
+      at::tensor(request.positions, at::TensorOptions().dtype(at::kLong)).to(embeds.device());
+  return CollectHiddenStates(std::move(embeds), num_layers, request, rows,
+                             std::forward<RunLayer>(run_layer), std::forward<FinalNorm>(final_norm));
 }
 
 }  // namespace spatialid::families

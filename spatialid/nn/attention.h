@@ -103,7 +103,7 @@ struct PastKv {
 // rounding when `packed`).
 struct ExtendedCall {
   // Positions 0..P-1, shared by the whole batch; x holds positions P.. .
-  // Only with the causal mask (the only mask a shared prefix is exact for).
+  // With the causal mask, or an explicit one over all P + S keys.
   const PastKv* past = nullptr;
   // int64 [R] rows of x whose outputs are wanted (ascending); undefined: all.
   // Keys and values still come from every row.
@@ -112,6 +112,11 @@ struct ExtendedCall {
   PastKv* present = nullptr;
   // Use packed q/k/v (and gate/up) weights where a block has them.
   bool packed = false;
+
+  // The plain call: blocks then run their op-for-op transformers path.
+  bool IsPlain() const {
+    return past == nullptr && !query_rows.defined() && present == nullptr && !packed;
+  }
 };
 
 // The boolean mask (true = attend) [R, P + S] of causal attention for query
@@ -226,7 +231,11 @@ struct SelfAttention {
     const int64_t b = x.size(0), s = x.size(1);
     const int64_t past = call.past != nullptr ? call.past->length() : 0;
     const bool rows = call.query_rows.defined();
-    TORCH_CHECK(past == 0 || mask.causal, "attention: past keys need the causal mask");
+    // A shared prefix is exact under causal attention, or under an explicit
+    // mask whose key columns include the prefix (Gemma 3's masks).
+    TORCH_CHECK(past == 0 || mask.causal || (mask.mask.defined() && mask.mask.size(-1) == past + s),
+                "attention: past keys need the causal mask or an explicit mask over ", past + s,
+                " keys");
     at::Tensor q, k, v;
     Project(x, call, &q, &k, &v);
     if (rotary != nullptr) {
@@ -246,7 +255,7 @@ struct SelfAttention {
       m = AttentionMask::Explicit(CausalRowsMask(call.query_rows, past, past + s));
     } else if (rows && mask.mask.defined() && mask.mask.size(-2) != 1) {
       m = AttentionMask::Explicit(mask.mask.index_select(-2, call.query_rows));
-    } else if (past > 0) {
+    } else if (past > 0 && mask.causal) {
       // SDPA's causal flag aligns queries with the first keys; give the
       // past positions placeholder queries and drop their outputs.
       q = at::cat({at::zeros({b, q.size(1), past, q.size(3)}, q.options()), q}, 2);

@@ -138,12 +138,14 @@ struct TextDecoder {
     return layers[static_cast<size_t>(i)](x, &rotary_cs, mask);
   }
 
-  // The extraction engine's call of layer `i` (nn/attention.h ExtendedCall).
+  // The extraction engine's call of layer `i` (nn/attention.h ExtendedCall;
+  // a plain call runs the plain layer).
   at::Tensor RunLayer(int64_t i, const at::Tensor& x, const CosSin& rotary_cs,
                       const AttentionMask& mask, const ExtendedCall& call) const {
     TORCH_CHECK(!IsOtherLayer(i), "text decoder layer ", i,
                 " is not a Llama layer; the family runs it");
-    return layers[static_cast<size_t>(i)].Extended(x, &rotary_cs, mask, call);
+    const Layer& layer = layers[static_cast<size_t>(i)];
+    return call.IsPlain() ? layer(x, &rotary_cs, mask) : layer.Extended(x, &rotary_cs, mask, call);
   }
 
   // Packs every layer's q/k/v and gate/up weights for ExtendedCall::packed;

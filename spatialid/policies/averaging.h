@@ -10,12 +10,19 @@
 //
 // Both give {layer: {token: {(x, y, size): tensor[D]}}}. They agree to the
 // rounding of the model dtype; StreamingMean is what large runs should use.
-// A user policy needs the same three members (see `Averager`).
+// A user policy needs the same members (see `Averager`).
+//
+// An extractor's options name the averaging as a run-time value
+// (`Averaging::Use<A>()`), and each pair's accumulator is an `AnyAverager`:
+// one compiled pipeline per family serves every averaging, and a virtual
+// call per image and token is nothing next to a forward pass.
 #pragma once
 
 #include <concepts>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -112,5 +119,80 @@ class ReferenceMean {
 
 static_assert(Averager<averaging::StreamingMean>);
 static_assert(Averager<averaging::ReferenceMean>);
+
+// One pair's accumulator of any Averager type.
+class AnyAverager {
+ public:
+  absl::Status Add(std::string_view a_position, std::string_view token, const extract::CellKey& key,
+                   const at::Tensor& vectors) {
+    return impl_->Add(a_position, token, key, vectors);
+  }
+  absl::StatusOr<io::PtDict> Result(at::ScalarType dtype) const { return impl_->Result(dtype); }
+  // The running sums a shard saves (sharding.h), or null for an averager
+  // that keeps none (ReferenceMean).
+  const extract::PairIdAccumulator* partial_sums() const { return impl_->partial_sums(); }
+
+ private:
+  friend class Averaging;
+  struct Interface {
+    virtual ~Interface() = default;
+    virtual absl::Status Add(std::string_view, std::string_view, const extract::CellKey&,
+                             const at::Tensor&) = 0;
+    virtual absl::StatusOr<io::PtDict> Result(at::ScalarType) const = 0;
+    virtual const extract::PairIdAccumulator* partial_sums() const = 0;
+  };
+  template <class A>
+  struct Model final : Interface {
+    explicit Model(std::vector<int64_t> layers) : averager(std::move(layers)) {}
+    absl::Status Add(std::string_view a, std::string_view t, const extract::CellKey& k,
+                     const at::Tensor& v) override {
+      return averager.Add(a, t, k, v);
+    }
+    absl::StatusOr<io::PtDict> Result(at::ScalarType dtype) const override {
+      return averager.Result(dtype);
+    }
+    const extract::PairIdAccumulator* partial_sums() const override {
+      if constexpr (std::derived_from<A, extract::PairIdAccumulator>) {
+        return &averager;
+      } else {
+        return nullptr;
+      }
+    }
+    A averager;
+  };
+  explicit AnyAverager(std::unique_ptr<Interface> impl) : impl_(std::move(impl)) {}
+  std::unique_ptr<Interface> impl_;
+};
+
+// Which Averager a run uses, chosen at run time (default: StreamingMean).
+class Averaging {
+ public:
+  Averaging() : Averaging(Use<averaging::StreamingMean>()) {}
+
+  template <class A>
+  static Averaging Use() {
+    static_assert(Averager<A>,
+                  "an averager needs a constructor from the kept layers (std::vector<int64_t>), "
+                  "`absl::Status Add(std::string_view a_position, std::string_view token, const "
+                  "extract::CellKey&, const at::Tensor& vectors)`, `absl::StatusOr<io::PtDict> "
+                  "Result(at::ScalarType) const` and a `kName` (see policies/averaging.h)");
+    Averaging a(0);
+    a.name_ = A::kName;
+    a.start_ = [](std::vector<int64_t> layers) {
+      return AnyAverager(std::make_unique<AnyAverager::Model<A>>(std::move(layers)));
+    };
+    return a;
+  }
+
+  // A fresh accumulator for one pair, over the kept hidden-state indices.
+  AnyAverager Start(std::vector<int64_t> layers) const { return start_(std::move(layers)); }
+  // Recorded in shard manifests, so shards of different averagings never merge.
+  const std::string& name() const { return name_; }
+
+ private:
+  explicit Averaging(int /*empty, for Use()*/) {}
+  std::string name_;
+  std::function<AnyAverager(std::vector<int64_t>)> start_;
+};
 
 }  // namespace spatialid::policy

@@ -13,11 +13,18 @@
 //   layers::Explicit{{8, 12, 16}} a given list
 //   layers::Spec                  one of the above chosen at run time from a
 //                                 string ("all", "reference", "0,8,16", "8-16")
+//
+// An extractor takes its selector as a run-time value (`AnyLayerSelector`,
+// built from any type satisfying `LayerSelector`): it is asked once, when
+// the model loads, so nothing is gained by compiling it in.
 #pragma once
 
 #include <algorithm>
 #include <concepts>
+#include <functional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,13 +38,11 @@ namespace spatialid::policy {
 template <class T>
 concept LayerSelector = requires(const T& selector, int num_hidden_states) {
   { selector.Select(num_hidden_states) } -> std::same_as<absl::StatusOr<std::vector<int>>>;
-  { T::kName } -> std::convertible_to<const char*>;
 };
 
 namespace layers {
 
 struct All {
-  static constexpr const char* kName = "all";
   absl::StatusOr<std::vector<int>> Select(int num_hidden_states) const {
     std::vector<int> out(num_hidden_states);
     for (int i = 0; i < num_hidden_states; ++i) out[i] = i;
@@ -48,7 +53,6 @@ struct All {
 // 0..last inclusive. The reference truncates some models (llama-11b keeps 33
 // of 41 states, gemma-4b 30 of 35); last < 0 means every state.
 struct Reference {
-  static constexpr const char* kName = "reference";
   int last = -1;
   absl::StatusOr<std::vector<int>> Select(int num_hidden_states) const {
     if (last >= num_hidden_states) {
@@ -64,7 +68,6 @@ struct Reference {
 };
 
 struct Explicit {
-  static constexpr const char* kName = "explicit";
   std::vector<int> indices;
   absl::StatusOr<std::vector<int>> Select(int num_hidden_states) const {
     if (indices.empty()) return absl::InvalidArgumentError("explicit layer list is empty");
@@ -87,7 +90,6 @@ struct Explicit {
 // A selection chosen at run time (command-line flags): "all", "reference"
 // (the preset's last index), a list "0,8,16" or a range "8-16".
 struct Spec {
-  static constexpr const char* kName = "spec";
   enum class Kind { kAll, kReference, kExplicit } kind = Kind::kAll;
   Reference reference;
   Explicit explicit_list;
@@ -148,4 +150,33 @@ struct Spec {
 };
 
 }  // namespace layers
+
+// Any LayerSelector, chosen at run time (default: every hidden state).
+class AnyLayerSelector {
+ public:
+  AnyLayerSelector() : AnyLayerSelector(layers::All{}) {}
+  // Implicit, so options read `.layers = layers::Reference{.last = 32}`.
+  template <class S>
+    requires(!std::same_as<std::decay_t<S>, AnyLayerSelector>)
+  AnyLayerSelector(S selector) {  // NOLINT(google-explicit-constructor)
+    static_assert(LayerSelector<S>,
+                  "a layer selector needs `absl::StatusOr<std::vector<int>> Select(int "
+                  "num_hidden_states) const` (see policies/layers.h)");
+    select_ = [s = std::move(selector)](int n) { return s.Select(n); };
+  }
+
+  absl::StatusOr<std::vector<int>> Select(int num_hidden_states) const {
+    return select_(num_hidden_states);
+  }
+
+ private:
+  std::function<absl::StatusOr<std::vector<int>>(int)> select_;
+};
+
+static_assert(LayerSelector<layers::All>);
+static_assert(LayerSelector<layers::Reference>);
+static_assert(LayerSelector<layers::Explicit>);
+static_assert(LayerSelector<layers::Spec>);
+static_assert(LayerSelector<AnyLayerSelector>);
+
 }  // namespace spatialid::policy

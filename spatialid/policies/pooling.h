@@ -5,10 +5,19 @@
 // FIRST position in the whole prompt holding that token (REFERENCE.md 2):
 // `pooling::LastSubtoken`, the default. `pooling::MeanOfSubtokens` averages
 // the rows of the word's full sub-token sequence at its first occurrence.
+//
+// An extractor takes its pooler as a run-time value (`AnyPooler`, built
+// from any type satisfying `Pooler`), so one compiled extractor per family
+// serves every pooling: the pooler runs once per prompt (positions) and
+// once per batch (a row reduction), where a virtual call costs nothing.
+//
+// Example:
+//   ExtractorOptions o{.model_dir = dir, .pooling = pooling::MeanOfSubtokens{}};
 #pragma once
 
 #include <concepts>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -30,7 +39,6 @@ concept Pooler = requires(const T& pooler, std::span<const int32_t> prompt_ids,
                           std::span<const int32_t> word_ids, const at::Tensor& rows) {
   { pooler.Positions(prompt_ids, word_ids) } -> std::same_as<absl::StatusOr<std::vector<int64_t>>>;
   { pooler.Pool(rows) } -> std::same_as<at::Tensor>;
-  { T::kName } -> std::convertible_to<const char*>;
 };
 
 namespace pooling {
@@ -41,7 +49,6 @@ inline absl::Status WordNotInPrompt(std::span<const int32_t> word_ids) {
 }
 
 struct LastSubtoken {
-  static constexpr const char* kName = "last_subtoken";
   absl::StatusOr<std::vector<int64_t>> Positions(std::span<const int32_t> prompt_ids,
                                                  std::span<const int32_t> word_ids) const {
     if (word_ids.empty()) return absl::InvalidArgumentError("target word has no tokens");
@@ -54,7 +61,6 @@ struct LastSubtoken {
 };
 
 struct MeanOfSubtokens {
-  static constexpr const char* kName = "mean_of_subtokens";
   absl::StatusOr<std::vector<int64_t>> Positions(std::span<const int32_t> prompt_ids,
                                                  std::span<const int32_t> word_ids) const {
     if (word_ids.empty()) return absl::InvalidArgumentError("target word has no tokens");
@@ -76,4 +82,50 @@ struct MeanOfSubtokens {
 };
 
 }  // namespace pooling
+
+// Any Pooler, chosen at run time (default: the reference's LastSubtoken).
+class AnyPooler {
+ public:
+  AnyPooler() : AnyPooler(pooling::LastSubtoken{}) {}
+  // Implicit, so options read `.pooling = pooling::MeanOfSubtokens{}`.
+  template <class P>
+    requires(!std::same_as<std::decay_t<P>, AnyPooler>)
+  AnyPooler(P pooler) {  // NOLINT(google-explicit-constructor)
+    static_assert(Pooler<P>,
+                  "a pooler needs `absl::StatusOr<std::vector<int64_t>> Positions(std::span<const "
+                  "int32_t> prompt_ids, std::span<const int32_t> word_ids) const` and "
+                  "`at::Tensor Pool(const at::Tensor& rows) const` (see policies/pooling.h)");
+    impl_ = std::make_shared<const Model<P>>(std::move(pooler));
+  }
+
+  absl::StatusOr<std::vector<int64_t>> Positions(std::span<const int32_t> prompt_ids,
+                                                 std::span<const int32_t> word_ids) const {
+    return impl_->Positions(prompt_ids, word_ids);
+  }
+  at::Tensor Pool(const at::Tensor& rows) const { return impl_->Pool(rows); }
+
+ private:
+  struct Interface {
+    virtual ~Interface() = default;
+    virtual absl::StatusOr<std::vector<int64_t>> Positions(std::span<const int32_t>,
+                                                           std::span<const int32_t>) const = 0;
+    virtual at::Tensor Pool(const at::Tensor&) const = 0;
+  };
+  template <class P>
+  struct Model final : Interface {
+    explicit Model(P p) : pooler(std::move(p)) {}
+    absl::StatusOr<std::vector<int64_t>> Positions(std::span<const int32_t> prompt,
+                                                   std::span<const int32_t> word) const override {
+      return pooler.Positions(prompt, word);
+    }
+    at::Tensor Pool(const at::Tensor& rows) const override { return pooler.Pool(rows); }
+    P pooler;
+  };
+  std::shared_ptr<const Interface> impl_;
+};
+
+static_assert(Pooler<pooling::LastSubtoken>);
+static_assert(Pooler<pooling::MeanOfSubtokens>);
+static_assert(Pooler<AnyPooler>);
+
 }  // namespace spatialid::policy

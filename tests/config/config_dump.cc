@@ -49,10 +49,10 @@ int main(int argc, char** argv) {
   if (!pre.empty()) {
     const std::string p = absl::GetFlag(FLAGS_processor);
     if (p == "clip") return Print(LoadProcessorConfig<CLIPImageProcessorConfig>(pre));
-    if (p == "got_ocr2") return Print(LoadProcessorConfig<GotOcr2ImageProcessorConfig>(pre));
-    if (p == "qwen2_vl") return Print(LoadProcessorConfig<Qwen2VLImageProcessorConfig>(pre));
-    if (p == "gemma3") return Print(LoadProcessorConfig<Gemma3ImageProcessorConfig>(pre));
-    if (p == "mllama") return Print(LoadProcessorConfig<MllamaImageProcessorConfig>(pre));
+    if (p == "got_ocr2") return Print(LoadProcessorConfig<spatialid::families::GotOcr2ImageProcessorConfig>(pre));
+    if (p == "qwen2_vl") return Print(LoadProcessorConfig<spatialid::families::Qwen2VLImageProcessorConfig>(pre));
+    if (p == "gemma3") return Print(LoadProcessorConfig<spatialid::families::Gemma3ImageProcessorConfig>(pre));
+    if (p == "mllama") return Print(LoadProcessorConfig<spatialid::families::MllamaImageProcessorConfig>(pre));
     return Fail(absl::InvalidArgumentError("--processor must be clip, got_ocr2, qwen2_vl, gemma3 or mllama"));
   }
   if (config.empty()) return Fail(absl::InvalidArgumentError("--config or --preprocessor is required"));
@@ -63,11 +63,11 @@ int main(int argc, char** argv) {
     std::visit([](const auto& c) { std::cout << ConfigToJson(c).dump(1) << "\n"; }, *cfg);
     return 0;
   }
-  if (family == "llava") return Print(LoadConfig<LlavaConfig>(config));
-  if (family == "internvl") return Print(LoadConfig<InternVLConfig>(config));
-  if (family == "qwen2_vl") return Print(LoadConfig<Qwen2VLConfig>(config));
-  if (family == "qwen2_5_vl") return Print(LoadConfig<Qwen2_5_VLConfig>(config));
-  if (family == "gemma3") return Print(LoadConfig<Gemma3Config>(config));
-  if (family == "mllama") return Print(LoadConfig<MllamaConfig>(config));
+  if (family == "llava") return Print(LoadConfig<spatialid::families::LlavaConfig>(config));
+  if (family == "internvl") return Print(LoadConfig<spatialid::families::InternVLConfig>(config));
+  if (family == "qwen2_vl") return Print(LoadConfig<spatialid::families::Qwen2VLConfig>(config));
+  if (family == "qwen2_5_vl") return Print(LoadConfig<spatialid::families::Qwen2_5_VLConfig>(config));
+  if (family == "gemma3") return Print(LoadConfig<spatialid::families::Gemma3Config>(config));
+  if (family == "mllama") return Print(LoadConfig<spatialid::families::MllamaConfig>(config));
   return Fail(absl::InvalidArgumentError("unknown --family " + family));
 }

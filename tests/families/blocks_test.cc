@@ -185,9 +185,9 @@ TEST(HiddenStates, IndexSemanticsAndEarlyStop) {
     return x + std::pow(10.0, static_cast<double>(i));
   };
   auto norm = [](const at::Tensor& x) { return -x; };
-  families::HiddenStateRequest req{.layers = {4, 0, 2}, .positions = {2, 0}};
-  ASSERT_TRUE(families::ValidateRequest(req, n, 3).ok());
-  const at::Tensor out = families::CollectHiddenStates(embeds, n, req, layer, norm);
+  spatialid::families::HiddenStateRequest req{.layers = {4, 0, 2}, .positions = {2, 0}};
+  ASSERT_TRUE(spatialid::families::ValidateRequest(req, n, 3).ok());
+  const at::Tensor out = spatialid::families::CollectHiddenStates(embeds, n, req, layer, norm);
   ASSERT_EQ(out.sizes(), (std::vector<int64_t>{3, 2, 2, 2}));
   const at::Tensor rows = embeds.index_select(1, at::arange(2, -1, -2, at::kLong));
   EXPECT_TRUE(at::equal(out[1], rows));
@@ -195,13 +195,13 @@ TEST(HiddenStates, IndexSemanticsAndEarlyStop) {
   EXPECT_TRUE(at::equal(out[0], -(rows + 1111)));
   EXPECT_EQ(calls, 4);
   calls = 0;
-  families::HiddenStateRequest shallow{.layers = {1}, .positions = {1}};
-  families::CollectHiddenStates(embeds, n, shallow, layer, norm);
+  spatialid::families::HiddenStateRequest shallow{.layers = {1}, .positions = {1}};
+  spatialid::families::CollectHiddenStates(embeds, n, shallow, layer, norm);
   EXPECT_EQ(calls, 1);  // stops after the deepest requested layer
   EXPECT_EQ(shallow.needed_length(), 2);
-  EXPECT_FALSE(families::ValidateRequest({.layers = {5}, .positions = {0}}, n, 3).ok());
-  EXPECT_FALSE(families::ValidateRequest({.layers = {0}, .positions = {3}}, n, 3).ok());
-  EXPECT_FALSE(families::ValidateRequest({.layers = {}, .positions = {0}}, n, 3).ok());
+  EXPECT_FALSE(spatialid::families::ValidateRequest({.layers = {5}, .positions = {0}}, n, 3).ok());
+  EXPECT_FALSE(spatialid::families::ValidateRequest({.layers = {0}, .positions = {3}}, n, 3).ok());
+  EXPECT_FALSE(spatialid::families::ValidateRequest({.layers = {}, .positions = {0}}, n, 3).ok());
 }
 
 TEST(ClipImageProcessor, ValidatesSettingsAndSizesLikeTransformers) {

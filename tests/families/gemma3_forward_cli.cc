@@ -48,7 +48,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "spatialid/families/gemma3.h"
+#include "spatialid/families/gemma3/gemma3.h"
 #include "spatialid/io/image.h"
 #include "spatialid/io/safetensors.h"
 #include "spatialid/io/safetensors_writer.h"
@@ -118,9 +118,9 @@ nlohmann::json RopeJson(const spatialid::nn::RopeParameters& r) {
 }
 
 absl::Status PrintConfig(const std::string& model_dir) {
-  SPATIALID_ASSIGN_OR_RETURN(spatialid::config::Gemma3Config cfg, fam::ReadGemma3Config(model_dir));
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::families::Gemma3Config cfg, fam::ReadGemma3Config(model_dir));
   SPATIALID_ASSIGN_OR_RETURN(fam::Gemma3TextShape text, fam::Gemma3TextShapeOf(cfg.text_config));
-  SPATIALID_ASSIGN_OR_RETURN(spatialid::nn::SiglipVisionShape vision,
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::families::SiglipVisionShape vision,
                              fam::SiglipVisionShapeOf(cfg.vision_config));
   SPATIALID_ASSIGN_OR_RETURN(at::ScalarType dtype, fam::DtypeFromConfig(cfg.dtype));
   const fam::Gemma3Pooling pooling = fam::Gemma3PoolingOf(cfg);
@@ -159,7 +159,7 @@ absl::Status PrintConfig(const std::string& model_dir) {
 
 absl::Status PrintPrompt(const std::string& model_dir) {
   namespace text = spatialid::text;
-  SPATIALID_ASSIGN_OR_RETURN(spatialid::config::Gemma3Config cfg, fam::ReadGemma3Config(model_dir));
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::families::Gemma3Config cfg, fam::ReadGemma3Config(model_dir));
   SPATIALID_ASSIGN_OR_RETURN(text::ChatTemplate tmpl, text::ChatTemplate::FromModelDir(model_dir));
   SPATIALID_ASSIGN_OR_RETURN(text::Tokenizer tok, text::LoadPretrainedTokenizer(model_dir));
   const bool with_image = !absl::GetFlag(FLAGS_text_only);

@@ -57,7 +57,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "spatialid/extract/extractor.h"
-#include "spatialid/families/internvl.h"
+#include "spatialid/families/internvl/internvl.h"
 #include "spatialid/io/image.h"
 #include "spatialid/io/safetensors.h"
 #include "spatialid/io/safetensors_writer.h"
@@ -139,9 +139,9 @@ void AddPixels(const InternVLPixels& px, std::map<std::string, at::Tensor>& out)
 
 absl::Status PrintConfig(const std::string& model_dir) {
   using namespace spatialid::families;
-  SPATIALID_ASSIGN_OR_RETURN(spatialid::config::InternVLConfig cfg, ReadInternVLConfig(model_dir));
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::families::InternVLConfig cfg, ReadInternVLConfig(model_dir));
   SPATIALID_ASSIGN_OR_RETURN(spatialid::nn::TextDecoderShape text, Qwen2DecoderShape(cfg.text_config));
-  SPATIALID_ASSIGN_OR_RETURN(spatialid::nn::InternVisionShape vision, InternVisionShapeOf(cfg.vision_config));
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::families::InternVisionShape vision, InternVisionShapeOf(cfg.vision_config));
   SPATIALID_ASSIGN_OR_RETURN(at::ScalarType dtype, DtypeFromConfig(cfg.dtype));
   nlohmann::json j = {
       {"num_layers", text.num_layers},
@@ -173,7 +173,7 @@ absl::Status PrintConfig(const std::string& model_dir) {
 absl::Status PrintPrompt(const std::string& model_dir) {
   SPATIALID_ASSIGN_OR_RETURN(InternVLPixels px, PixelsFromImages(model_dir));
   // Only the prompt geometry is needed: the config, not the weights.
-  SPATIALID_ASSIGN_OR_RETURN(spatialid::config::InternVLConfig cfg,
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::families::InternVLConfig cfg,
                              spatialid::families::ReadInternVLConfig(model_dir));
   const spatialid::families::ImagePrompt image =
       spatialid::families::InternVLImagePrompt(cfg, px.num_patches.front());
@@ -221,7 +221,7 @@ absl::Status PrintGrids() {
   nlohmann::json grids = nlohmann::json::array();
   try {
     for (const auto& c : cases) {
-      const auto g = spatialid::vision::OptimalTiledCanvas(c.at(0).get<int64_t>(), c.at(1).get<int64_t>(),
+      const auto g = spatialid::families::OptimalTiledCanvas(c.at(0).get<int64_t>(), c.at(1).get<int64_t>(),
                                                            448, 448, c.at(2).get<int64_t>(),
                                                            c.at(3).get<int64_t>());
       grids.push_back({g.columns, g.rows});

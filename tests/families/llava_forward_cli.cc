@@ -49,7 +49,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "spatialid/families/llava.h"
+#include "spatialid/families/llava/llava.h"
 #include "spatialid/io/image.h"
 #include "spatialid/io/safetensors.h"
 #include "spatialid/io/safetensors_writer.h"
@@ -132,9 +132,9 @@ absl::Status RunRope(std::map<std::string, at::Tensor>& out) {
 
 absl::Status PrintConfig(const std::string& model_dir) {
   using namespace spatialid::families;
-  SPATIALID_ASSIGN_OR_RETURN(spatialid::config::LlavaConfig cfg, ReadLlavaConfig(model_dir));
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::families::LlavaConfig cfg, ReadLlavaConfig(model_dir));
   SPATIALID_ASSIGN_OR_RETURN(spatialid::nn::TextDecoderShape text, LlamaDecoderShape(cfg.text_config));
-  SPATIALID_ASSIGN_OR_RETURN(spatialid::nn::ClipVisionShape vision, ClipVisionShapeOf(cfg.vision_config));
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::families::ClipVisionShape vision, ClipVisionShapeOf(cfg.vision_config));
   SPATIALID_ASSIGN_OR_RETURN(at::ScalarType dtype, DtypeFromConfig(cfg.dtype));
   nlohmann::json j = {
       {"num_layers", text.num_layers},      {"hidden_size", text.hidden_size},

@@ -55,7 +55,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "spatialid/families/mllama.h"
+#include "spatialid/families/mllama/mllama.h"
 #include "spatialid/io/image.h"
 #include "spatialid/io/json_file.h"
 #include "spatialid/io/safetensors.h"
@@ -128,7 +128,7 @@ void PutPixels(const MllamaPixels& px, std::map<std::string, at::Tensor>& out) {
 }
 
 // The 0/1 cross-attention mask the family derives for these ids.
-at::Tensor CrossMask(const spatialid::config::MllamaConfig& cfg, const at::Tensor& ids, const MllamaPixels& px) {
+at::Tensor CrossMask(const spatialid::families::MllamaConfig& cfg, const at::Tensor& ids, const MllamaPixels& px) {
   const at::Tensor counts = px.aspect_ratio_mask.sum(-1);
   std::vector<std::vector<int64_t>> num_tiles(static_cast<size_t>(counts.size(0)));
   for (int64_t b = 0; b < counts.size(0); ++b) {
@@ -139,9 +139,9 @@ at::Tensor CrossMask(const spatialid::config::MllamaConfig& cfg, const at::Tenso
 }
 
 absl::Status PrintConfig(const std::string& model_dir) {
-  SPATIALID_ASSIGN_OR_RETURN(spatialid::config::MllamaConfig cfg, fam::ReadMllamaConfig(model_dir));
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::families::MllamaConfig cfg, fam::ReadMllamaConfig(model_dir));
   SPATIALID_ASSIGN_OR_RETURN(spatialid::nn::TextDecoderShape text, fam::MllamaDecoderShape(cfg.text_config));
-  SPATIALID_ASSIGN_OR_RETURN(spatialid::nn::MllamaVisionShape vision, fam::MllamaVisionShapeOf(cfg.vision_config));
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::families::MllamaVisionShape vision, fam::MllamaVisionShapeOf(cfg.vision_config));
   SPATIALID_ASSIGN_OR_RETURN(at::ScalarType dtype, fam::DtypeFromConfig(cfg.dtype));
   const int64_t cross = static_cast<int64_t>(text.other_layers.size());
   const char* rope = text.rope.type == spatialid::nn::RopeType::kLlama3 ? "llama3" : "other";
@@ -175,7 +175,7 @@ absl::Status PrintConfig(const std::string& model_dir) {
 
 absl::Status PrintTiling(const std::string& model_dir) {
   SPATIALID_ASSIGN_OR_RETURN(Mllama::Processor proc, Mllama::LoadProcessor(model_dir, {}));
-  const spatialid::vision::MllamaImageProcessor& ip = proc.image_processor();
+  const spatialid::families::MllamaImageProcessor& ip = proc.image_processor();
   nlohmann::json rows = nlohmann::json::array();
   for (const std::string& item : std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',',
                                                                          absl::SkipEmpty()))) {
@@ -184,7 +184,7 @@ absl::Status PrintTiling(const std::string& model_dir) {
     if (hw.size() != 2 || !absl::SimpleAtoi(hw[0], &h) || !absl::SimpleAtoi(hw[1], &w) || h <= 0 || w <= 0) {
       return absl::InvalidArgumentError(absl::StrCat("--sizes: \"", item, "\" is not HxW"));
     }
-    const spatialid::vision::MllamaTileLayout layout = ip.LayoutFor(h, w);
+    const spatialid::families::MllamaTileLayout layout = ip.LayoutFor(h, w);
     const auto [rh, rw] = ip.ResizedSize(h, w);
     rows.push_back({layout.rows, layout.cols, rh, rw, ip.AspectRatioId(layout)});
   }
@@ -194,7 +194,7 @@ absl::Status PrintTiling(const std::string& model_dir) {
 
 absl::Status PrintPrompt(const std::string& model_dir, std::map<std::string, at::Tensor>& out) {
   namespace text = spatialid::text;
-  SPATIALID_ASSIGN_OR_RETURN(spatialid::config::MllamaConfig cfg, fam::ReadMllamaConfig(model_dir));
+  SPATIALID_ASSIGN_OR_RETURN(spatialid::families::MllamaConfig cfg, fam::ReadMllamaConfig(model_dir));
   SPATIALID_ASSIGN_OR_RETURN(text::ChatTemplate tmpl, text::ChatTemplate::FromModelDir(model_dir));
   SPATIALID_ASSIGN_OR_RETURN(text::Tokenizer tok, text::LoadPretrainedTokenizer(model_dir));
   const bool with_image = !absl::GetFlag(FLAGS_text_only);

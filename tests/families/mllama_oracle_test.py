@@ -658,7 +658,7 @@ class MllamaOracleTest(unittest.TestCase):
         req = self.request("bad", ids, [0], [0])
         with self.assertRaises(AssertionError) as ctx:
             self.cli("bad", model_dir=self.model_dir, request=req, pixels=self.px_file)
-        self.assertIn("row 1 of the ids holds 0 <|image|> tokens", str(ctx.exception))
+        self.assertIn("sequence 1 holds 0 image tokens but its image gives 1 features", str(ctx.exception))
         # Image tokens in a text-only forward.
         req = self.request("bad_text", self.input_ids[:1], [0], [0])
         with self.assertRaises(AssertionError) as ctx:
@@ -673,7 +673,8 @@ class MllamaOracleTest(unittest.TestCase):
         req = self.request("bad3", self.input_ids, [0], [0])
         with self.assertRaises(AssertionError) as ctx:
             self.cli("bad3", model_dir=self.model_dir, request=req, pixels=self.px1_file)
-        self.assertIn("1 pixel rows for 2 id rows", str(ctx.exception))
+        self.assertIn("the ids hold 2 image tokens (id", str(ctx.exception))
+        self.assertIn("but 1 image(s) give 1 features", str(ctx.exception))
         # A checkpoint of another family.
         other = os.path.join(self.dir, "not_mllama")
         os.makedirs(other, exist_ok=True)

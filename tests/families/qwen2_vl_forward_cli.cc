@@ -53,7 +53,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "spatialid/families/qwen2_vl.h"
+#include "spatialid/families/qwen2_vl/qwen2_vl.h"
 #include "spatialid/io/image.h"
 #include "spatialid/io/json_file.h"
 #include "spatialid/io/safetensors.h"
@@ -84,7 +84,7 @@ ABSL_FLAG(std::string, out, "", "output safetensors file");
 namespace {
 
 namespace fam = spatialid::families;
-using spatialid::vision::Qwen2VLImages;
+using spatialid::families::Qwen2VLImages;
 
 // --dtype, spelled as config.json's dtype.
 absl::StatusOr<at::ScalarType> ParseDtype(const std::string& name) {
@@ -203,7 +203,7 @@ absl::Status PrintPrompt(const std::string& model_dir) {
     SPATIALID_ASSIGN_OR_RETURN(typename F::Config cfg,
                                fam::ReadQwen2VLConfig<typename F::Version>(model_dir));
     std::vector<std::string> expansions;
-    for (const spatialid::nn::GridThw& g : px.grids) {
+    for (const spatialid::families::GridThw& g : px.grids) {
       tokens_per_image = g.tokens(cfg.vision_config.spatial_merge_size);
       expansions.push_back(spatialid::text::RepeatToken(F::Model::kImageToken,
                                                         static_cast<size_t>(tokens_per_image)));
