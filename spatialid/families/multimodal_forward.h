@@ -64,6 +64,7 @@
 #include "spatialid/families/forward_plan.h"
 #include "spatialid/families/hidden_states.h"
 #include "spatialid/nn/attention.h"
+#include "spatialid/nn/rotary.h"
 #include "spatialid/util/status.h"
 
 namespace spatialid::families {
@@ -161,6 +162,12 @@ struct ImageTokenCount {
     for (int64_t t : per_image) n += t;
     return n;
   }
+};
+
+// The per-prompt context of a causal decoder over positions 0..S-1 (LLaVA,
+// InternVL): RoPE of the rows that run.
+struct RopeContext {
+  nn::CosSin cos_sin;
 };
 
 // Everything a forward of one prompt needs that does not change from batch
