@@ -23,6 +23,7 @@ _FAMILY_DEPS = [
     "//spatialid/nn:rotary",
     "//spatialid/nn:text_decoder",
     "//spatialid/nn:transformer_block",
+    "//spatialid/nn:upload",
     "//spatialid/nn:weights",
     "//spatialid/util:status",
     "//spatialid/vision:clip_image_processor",

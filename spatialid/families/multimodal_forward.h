@@ -66,6 +66,7 @@
 #include "spatialid/nn/attention.h"
 #include "spatialid/nn/rotary.h"
 #include "spatialid/util/status.h"
+#include "spatialid/nn/upload.h"
 
 namespace spatialid::families {
 
@@ -104,7 +105,7 @@ class TokenLayout {
     }
     t.image_token_id_ = image_token_id;
     // One upload per prompt; every batch reuses it.
-    t.ids_ = t.host_ids_.to(device);
+    t.ids_ = nn::UploadAsync(t.host_ids_, device);
     t.image_mask_ = t.ids_ == image_token_id;
     return t;
   }

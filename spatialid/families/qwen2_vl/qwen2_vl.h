@@ -94,6 +94,7 @@
 #include "spatialid/util/status.h"
 #include "spatialid/vision/clip_image_processor.h"  // LoadImageProcessorConfig
 #include "spatialid/families/qwen2_vl/image_processor.h"
+#include "spatialid/nn/upload.h"
 
 namespace spatialid::families {
 
@@ -306,7 +307,8 @@ class QwenVisionTower {
     const QwenVisionShape& s = shape_;
     const at::Device device = patch_embed_.device();
     const int64_t unit = s.merge_size * s.merge_size;
-    at::Tensor x = at::conv3d(pixel_values.to(device, patch_embed_.scalar_type())
+    at::Tensor x = at::conv3d(pixel_values.to(device, /*non_blocking=*/true)
+                                  .to(patch_embed_.scalar_type())
                                   .view({-1, s.in_channels, s.temporal_patch_size, s.patch_size,
                                          s.patch_size}),
                               patch_embed_, {},
@@ -323,7 +325,7 @@ class QwenVisionTower {
     at::Tensor block_index;
     if (s.window_blocks > 0) {
       WindowPartition w = PartitionIntoWindows(grids, s.merge_size, s.window_blocks);
-      block_index = w.block_index.to(device);
+      block_index = nn::UploadAsync(w.block_index, device);
       windows = Segments::FromLengths(w.window_patches, device);
       // Merge blocks move as units: [blocks, unit, ...] rows reordered.
       x = x.view({n / unit, unit, -1}).index_select(0, block_index).view({n, -1});
@@ -520,7 +522,8 @@ class Qwen2VLModel
       SPATIALID_ASSIGN_OR_RETURN(
           positions, MropePositionIds(ids, config_.image_token_id, grids, positions_));
     }
-    return Qwen2VLLayerContext{mrope_(positions.slice(2, past, length).to(device_), dtype_)};
+    return Qwen2VLLayerContext{
+        mrope_(nn::UploadAsync(positions.slice(2, past, length).contiguous(), device_), dtype_)};
   }
 
   at::Tensor RunLayer(int64_t i, const at::Tensor& x, const Qwen2VLLayerContext& context,
