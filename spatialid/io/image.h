@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -27,6 +26,7 @@
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
+#include "spatialid/io/atomic_output_file.h"
 #include "third_party/stb/stb_limits.h"
 
 namespace spatialid::io {
@@ -135,31 +135,21 @@ inline Image DropAlpha(const Image& img) {
   return out;
 }
 
-// Writes a PNG atomically: to `path.tmp.<pid>`, then renamed over `path`.
+// Writes a PNG with stb's encoder, whole or not at all (AtomicOutputFile,
+// without fsync: see there), creating the parent folders.
 inline absl::Status SavePng(const std::string& path, const Image& img) {
   if (img.empty() || img.channels < 1 || img.channels > 4) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": refusing to write an empty image"));
   }
-  std::error_code ec;
-  const auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  if (ec) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(parent.string(), ": cannot create folder (", ec.message(), ")"));
+  std::string bytes;
+  auto append = [](void* out, void* data, int n) {
+    static_cast<std::string*>(out)->append(static_cast<const char*>(data), static_cast<size_t>(n));
+  };
+  if (!stbi_write_png_to_func(append, &bytes, img.width, img.height, img.channels,
+                              img.pixels.data(), img.width * img.channels)) {
+    return absl::InternalError(absl::StrCat(path, ": stb could not encode the PNG"));
   }
-  const std::string tmp = absl::StrCat(path, ".tmp.", static_cast<long>(::getpid()));
-  if (!stbi_write_png(tmp.c_str(), img.width, img.height, img.channels, img.pixels.data(),
-                      img.width * img.channels)) {
-    std::filesystem::remove(tmp, ec);
-    return absl::PermissionDeniedError(
-        absl::StrCat(path, ": could not write PNG (disk full or folder not writable?)"));
-  }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    return absl::PermissionDeniedError(absl::StrCat(path, ": could not rename into place"));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(path, bytes, AtomicOutputFile::Sync::kNoFsync);
 }
 
 }  // namespace spatialid::io
