@@ -1,4 +1,4 @@
-// fig5: draws Figure 5 from the grid experiment's files (REFERENCE.md 8).
+// fig5: draws Figure 5 from the grid experiment's files (docs/reference_pipeline.md section 8).
 //
 // Reads {dir}/{model}.pt (grid IDs), {model}_x.pt, {model}_y.pt and
 // {model}_text.pt as small_id_grid writes them, projects the 16 IDs of the

@@ -1,5 +1,5 @@
 // Figure 5 of the paper: the grid IDs of one object projected on the plane
-// of the x and y axes (REFERENCE.md section 8).
+// of the x and y axes (docs/reference_pipeline.md section 8).
 //
 // For a layer: the 16 IDs of the target at object size 224 (one per grid
 // cell) are projected on u = x_axis / |x_axis| and v = the y axis made

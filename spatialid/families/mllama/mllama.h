@@ -37,7 +37,7 @@
 //   later decoder layer than image index i. kRepeated numbers them as
 //   transformers <= 4.54 did (41 states, a skipped layer repeating its
 //   input, so index i comes from the same decoder layer as with an image;
-//   REFERENCE.md section 10), chosen with set_text_only_numbering().
+//   docs/reference_pipeline.md section 10), chosen with set_text_only_numbering().
 //
 // The prompt: the chat template writes "<|image|>" once per image and
 // MllamaProcessor does not expand it (`ImagePromptFor`: 1 token per image);
