@@ -36,6 +36,7 @@
 #include "spatialid/data/grid_job.h"
 #include "spatialid/data/layout_folder.h"
 #include "spatialid/data/layout_source.h"
+#include "spatialid/extract/device.h"
 #include "spatialid/extract/experiments.h"
 #include "spatialid/extract/extractor.h"
 #include "spatialid/extract/model_presets.h"
@@ -87,7 +88,10 @@ ABSL_FLAG(std::string, averaging, "streaming",
 ABSL_FLAG(std::string, dtype, "auto",
           "float32, float16, bfloat16, or auto: the reference's dtype for --model on CUDA, "
           "float32 on the CPU (half-precision matmuls are slow there).");
-ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N.");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu, cuda (= cuda:0) or cuda:N. One binary serves both: a build against a CUDA "
+          "libtorch runs on the CPU too, and --device=cuda on a machine without a usable GPU, or "
+          "in a build without CUDA, stops with one line saying which, before anything loads.");
 ABSL_FLAG(int, batch_size, 0,
           "Images per forward pass; 0: auto (8 on the CPU, sized from free memory on a GPU).");
 ABSL_FLAG(int, prefetch, 2, "Batches loaded and preprocessed ahead of the model.");
@@ -142,21 +146,6 @@ absl::StatusOr<at::ScalarType> ParseDtype(const std::string& s, const extract::M
   if (name == "bfloat16" || name == "bf16") return at::kBFloat16;
   return absl::InvalidArgumentError(
       absl::StrCat("--dtype=", s, ": expected auto, float32, float16 or bfloat16"));
-}
-
-absl::StatusOr<at::Device> ParseDevice(const std::string& s) {
-  if (s == "cpu") return at::Device(at::kCPU);
-  if (s.rfind("cuda", 0) == 0) {
-    if (!at::hasCUDA()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "--device=", s, ": this build of spatialid has no CUDA (build with tools/build_gpu.sh)"));
-    }
-    try {
-      return at::Device(s);
-    } catch (const std::exception&) {
-    }
-  }
-  return absl::InvalidArgumentError(absl::StrCat("--device=", s, ": expected cpu, cuda or cuda:N"));
 }
 
 std::vector<std::string> SplitList(const std::string& s) {
@@ -394,7 +383,7 @@ absl::Status Run(ExperimentKind kind) {
   if (shard && shard->local_rank && device == "cuda") {
     device = absl::StrCat("cuda:", extract::LocalCudaIndex(*shard->local_rank));
   }
-  SPATIALID_ASSIGN_OR_RETURN(xopts.device, ParseDevice(device));
+  SPATIALID_ASSIGN_OR_RETURN(xopts.device, extract::ResolveDevice(device));
   SPATIALID_ASSIGN_OR_RETURN(at::ScalarType dtype,
                              ParseDtype(absl::GetFlag(FLAGS_dtype), preset, xopts.device));
   xopts.dtype = dtype;
