@@ -39,6 +39,7 @@
 #include "spatialid/extract/device.h"
 #include "spatialid/extract/experiments.h"
 #include "spatialid/extract/extractor.h"
+#include "spatialid/extract/memory_fit.h"
 #include "spatialid/extract/model_presets.h"
 #include "spatialid/extract/registry.h"
 #include "spatialid/extract/sharding.h"
@@ -484,6 +485,9 @@ absl::Status Run(ExperimentKind kind) {
         absl::StrCat("--averaging=", averaging, ": expected streaming or reference"));
   }
   SPATIALID_RETURN_IF_ERROR(CheckCheckpointFamily(xopts.model_dir, preset));
+  SPATIALID_RETURN_IF_ERROR(extract::CheckWeightsFitMemory(
+      xopts.model_dir, preset.alias, extract::DtypeName(dtype),
+      xopts.device.is_cuda() ? std::optional<int>(xopts.device.index()) : std::nullopt));
   SPATIALID_RETURN_IF_ERROR(CheckOutputFolder(eopts.out_dir));
   SPATIALID_RETURN_IF_ERROR(RemoveStaleOutputs(eopts.out_dir, eopts.model_name));
   return extract::DispatchFamily(preset.family, [&]<class F>() -> absl::Status {
