@@ -18,6 +18,7 @@
 # changed.
 #
 # Usage: tools/build_without_bazel.sh [--out DIR] [--jobs N] [TARGET...]
+#   (environment: LIBTORCH_PATH, PYTHON, CXX, EXTRA_LDFLAGS)
 #   TARGET: a name from the lists below (default: all of them), e.g.
 #           small_id_grid llava_forward_cli
 # Binaries land in DIR/bin (default DIR: build/nobazel).
@@ -57,7 +58,7 @@ while [ $# -gt 0 ]; do
     --out=*) out=$(mkdir -p "${1#--out=}" && cd "${1#--out=}" && pwd); shift ;;
     --jobs) jobs=$2; shift 2 ;;
     --jobs=*) jobs=${1#--jobs=}; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     -*) echo "build_without_bazel: unknown flag $1 (see --help)" >&2; exit 2 ;;
     *) wanted+=("$1"); shift ;;
   esac
@@ -97,6 +98,10 @@ libs=(-Wl,--start-group "$carry"/lib/libabsl_*.a -Wl,--end-group
   -ltorch_cpu -lc10)
 [ $has_cuda -eq 1 ] && libs+=(-Wl,--push-state,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--pop-state)
 libs+=(-latomic -ldl -lrt -lm)
+# Extra link flags from the environment (e.g. -Wl,--allow-shlib-undefined to
+# link against a libtorch whose CUDA runtime is not installed here).
+read -r -a extra_ldflags <<< "${EXTRA_LDFLAGS:-}"
+libs+=("${extra_ldflags[@]}")
 
 # --- which units and binaries ---------------------------------------------------
 declare -A main_of extras_of unit_src
