@@ -107,8 +107,26 @@ def patch_json(path, **fields):
         json.dump(data, f, indent=2)
 
 
-def make_full(alias, out, device="cuda"):
-    """`alias` at full size with random bf16 weights made on `device`."""
+def shallow_config(family, cfg):
+    """The real config with one or two layers per tower (real widths and
+    vocabularies): the full-size path, cheap enough to test on a CPU."""
+    text = cfg.get("text_config", cfg)  # Qwen keeps text keys at the top level
+    vision = cfg["vision_config"]
+    text["num_hidden_layers"] = 1
+    if family == "mllama":
+        text["num_hidden_layers"], text["cross_attention_layers"] = 2, [1]
+        vision.update(num_hidden_layers=1, num_global_layers=1, intermediate_layers_indices=[0],
+                      vision_output_dim=2 * vision["hidden_size"])
+    elif family == "qwen2_5_vl":
+        vision.update(depth=2, fullatt_block_indexes=[1])
+    else:
+        vision["num_hidden_layers"] = 1
+    return cfg
+
+
+def make_full(alias, out, device="cuda", shallow=False):
+    """`alias` at full size with random bf16 weights made on `device`
+    (`shallow`: one or two layers per tower, for tests)."""
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
     family = FULL_ALIASES[alias]
@@ -120,18 +138,36 @@ def make_full(alias, out, device="cuda"):
         for f in os.listdir(small):
             if not f.endswith(".safetensors") and f not in ("config.json", "model.safetensors.index.json"):
                 shutil.copy(os.path.join(small, f), os.path.join(tmp, f))
-    shutil.copy(os.path.join(REAL, alias, "config.json"), os.path.join(tmp, "config.json"))
-    # The real image geometry (the oracles' processors are sized for tiny models).
-    for name in ("preprocessor_config.json", "processor_config.json"):
-        path = os.path.join(tmp, name)
-        if not os.path.isfile(path):
-            continue
-        if family == "mllama" and name == "preprocessor_config.json":
-            patch_json(path, size={"height": 560, "width": 560})
-        if family == "gemma3" and name == "preprocessor_config.json":
-            patch_json(path, size={"height": 896, "width": 896})
-        if family == "gemma3" and name == "processor_config.json":
-            patch_json(path, image_seq_length=256)
+    with open(os.path.join(REAL, alias, "config.json")) as f:
+        cfg = json.load(f)
+    if shallow:
+        cfg = shallow_config(family, cfg)
+    if family == "internvl":
+        # The project's stand-in for Qwen2.5's tokenizer is Qwen3's file, which
+        # puts <IMG_CONTEXT> at 151671 (151667 in the real one) and has 151679
+        # tokens: the config follows the tokenizer (5 more embedding rows).
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(tmp)
+        cfg["image_token_id"] = tok.convert_tokens_to_ids("<IMG_CONTEXT>")
+        cfg["text_config"]["vocab_size"] = max(cfg["text_config"]["vocab_size"], len(tok))
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    # The real image geometry (the oracles' processors are sized for tiny
+    # models): transformers 5 reads the image processor's settings from
+    # processor_config.json's "image_processor" when present, older ones
+    # from preprocessor_config.json; both are set.
+    size = {"mllama": 560, "gemma3": 896}.get(family)
+    if size:
+        side = {"height": size, "width": size}
+        patch_json(os.path.join(tmp, "preprocessor_config.json"), size=side)
+        path = os.path.join(tmp, "processor_config.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                nested = json.load(f).get("image_processor")
+            extra = {"image_seq_length": 256} if family == "gemma3" else {}
+            if nested is not None:
+                extra["image_processor"] = dict(nested, size=side)
+            patch_json(path, **extra)
     config = AutoConfig.from_pretrained(tmp)
     log(f"{alias}: building in bfloat16 on {device}")
     with torch.device(device):
@@ -141,7 +177,8 @@ def make_full(alias, out, device="cuda"):
     del model
     # save_pretrained rewrites config.json in transformers' current spelling;
     # keep the Hub's (what a real download has).
-    shutil.copy(os.path.join(REAL, alias, "config.json"), os.path.join(tmp, "config.json"))
+    with open(os.path.join(tmp, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
     log(f"{alias}: {params / 1e9:.2f} B parameters in {out}")
@@ -162,6 +199,8 @@ def image_token_count(model_dir):
     token = cfg.get("image_token_index", cfg.get("image_token_id"))
     ids = inputs["input_ids"][0].tolist()
     out = {"sequence": len(ids), "image_tokens": ids.count(token)}
+    if "pixel_values" in inputs and inputs["pixel_values"].dim() >= 4:
+        out["pixels"] = list(inputs["pixel_values"].shape[-2:])
     if "aspect_ratio_mask" in inputs:
         out["tiles"] = int(inputs["aspect_ratio_mask"].sum())
     elif cfg.get("model_type") == "internvl":
@@ -176,12 +215,14 @@ def main():
     ap.add_argument("--alias", default="", help="with --size=full: " + ", ".join(sorted(FULL_ALIASES)))
     ap.add_argument("--device", default="cuda", help="with --size=full: where the weights are made")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--shallow", action="store_true",
+                    help="with --size=full: one or two layers per tower (real widths), to test on a CPU")
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     if args.size == "full":
         if args.alias not in FULL_ALIASES:
             sys.exit(f"--alias={args.alias}: expected one of {', '.join(sorted(FULL_ALIASES))}")
-        make_full(args.alias, out, args.device)
+        make_full(args.alias, out, args.device, args.shallow)
     else:
         if not args.family:
             sys.exit("--family is required")
