@@ -37,8 +37,10 @@
 #include "spatialid/data/grid_job.h"
 #include "spatialid/data/layout_folder.h"
 #include "spatialid/data/layout_source.h"
+#include "spatialid/extract/device.h"
 #include "spatialid/extract/experiments.h"
 #include "spatialid/extract/extractor.h"
+#include "spatialid/extract/memory_fit.h"
 #include "spatialid/extract/sharding.h"
 #include "spatialid/families/registry.h"
 #include "spatialid/io/json_file.h"
@@ -85,7 +87,10 @@ ABSL_FLAG(std::string, averaging, "streaming",
 ABSL_FLAG(std::string, dtype, "auto",
           "float32, float16, bfloat16, or auto: the reference's dtype for --model on CUDA, "
           "float32 on the CPU (half-precision matmuls are slow there).");
-ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N.");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu, cuda (= cuda:0) or cuda:N. One binary serves both: a build against a CUDA "
+          "libtorch runs on the CPU too, and --device=cuda on a machine without a usable GPU, or "
+          "in a build without CUDA, stops with one line saying which, before anything loads.");
 ABSL_FLAG(int, batch_size, 0,
           "Images per forward pass; 0: auto (8 on the CPU, sized from free memory on a GPU).");
 ABSL_FLAG(int, prefetch, 2, "Batches loaded and preprocessed ahead of the model.");
@@ -141,21 +146,6 @@ absl::StatusOr<at::ScalarType> ParseDtype(const std::string& s, const families::
   if (name == "bfloat16" || name == "bf16") return at::kBFloat16;
   return absl::InvalidArgumentError(
       absl::StrCat("--dtype=", s, ": expected auto, float32, float16 or bfloat16"));
-}
-
-absl::StatusOr<at::Device> ParseDevice(const std::string& s) {
-  if (s == "cpu") return at::Device(at::kCPU);
-  if (s.rfind("cuda", 0) == 0) {
-    if (!at::hasCUDA()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "--device=", s, ": this build of spatialid has no CUDA (build with tools/build_gpu.sh)"));
-    }
-    try {
-      return at::Device(s);
-    } catch (const std::exception&) {
-    }
-  }
-  return absl::InvalidArgumentError(absl::StrCat("--device=", s, ": expected cpu, cuda or cuda:N"));
 }
 
 std::vector<std::string> SplitList(const std::string& s) {
@@ -405,7 +395,7 @@ absl::Status Run(ExperimentKind kind) {
   if (shard && shard->local_rank && device == "cuda") {
     device = absl::StrCat("cuda:", extract::LocalCudaIndex(*shard->local_rank));
   }
-  SPATIALID_ASSIGN_OR_RETURN(xopts.device, ParseDevice(device));
+  SPATIALID_ASSIGN_OR_RETURN(xopts.device, extract::ResolveDevice(device));
   SPATIALID_ASSIGN_OR_RETURN(at::ScalarType dtype,
                              ParseDtype(absl::GetFlag(FLAGS_dtype), preset, xopts.device));
   xopts.dtype = dtype;
@@ -515,6 +505,9 @@ absl::Status Run(ExperimentKind kind) {
         absl::StrCat("--averaging=", averaging, ": expected streaming or reference"));
   }
   SPATIALID_RETURN_IF_ERROR(CheckCheckpointFamily(xopts.model_dir, model));
+  SPATIALID_RETURN_IF_ERROR(extract::CheckWeightsFitMemory(
+      xopts.model_dir, std::string(preset.alias), extract::DtypeName(dtype),
+      xopts.device.is_cuda() ? std::optional<int>(xopts.device.index()) : std::nullopt));
   SPATIALID_RETURN_IF_ERROR(CheckOutputFolder(eopts.out_dir));
   SPATIALID_RETURN_IF_ERROR(RemoveStaleOutputs(eopts.out_dir, eopts.model_name));
   return families::DispatchModelType(model.model_type, [&]<class F>() -> absl::Status {

@@ -44,6 +44,28 @@ SIZES = {
 }
 
 
+def make_processor(tok_dir):
+    """The llava-1.5 processor: the Llama-2 tokenizer file with `<image>` (32000)
+    and `<pad>` added, CLIP's 336 px settings and the chat template, as the
+    llava-hf downloads have them. Returns (processor, image_processor)."""
+    from transformers import AutoTokenizer, CLIPImageProcessor, LlavaProcessor
+    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    tokenizer.add_tokens(["<image>"], special_tokens=True)
+    tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    assert image_token_id == 32000, image_token_id
+    image_processor = CLIPImageProcessor(
+        do_resize=True, size={"shortest_edge": 336}, resample=3, do_center_crop=True,
+        crop_size={"height": 336, "width": 336}, do_rescale=True, rescale_factor=1 / 255,
+        do_normalize=True, image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711], do_convert_rgb=True)
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                               patch_size=14, vision_feature_select_strategy="default",
+                               chat_template=LLAVA_CHAT_TEMPLATE, num_additional_image_tokens=1,
+                               image_token="<image>")
+    return processor, image_processor
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -54,8 +76,7 @@ def main():
     args = ap.parse_args()
 
     import torch
-    from transformers import (AutoTokenizer, CLIPImageProcessor, CLIPVisionConfig, LlamaConfig,
-                              LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
     tok_dir = args.tokenizer_dir or os.path.join(
         os.environ.get("SPATIALID_ASSETS", os.path.expanduser("~/.cache/spatialid/assets")),
@@ -63,11 +84,8 @@ def main():
     s = SIZES[args.size]
     torch.manual_seed(args.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(tok_dir)
-    tokenizer.add_tokens(["<image>"], special_tokens=True)
-    tokenizer.add_special_tokens({"pad_token": "<pad>"})
-    image_token_id = tokenizer.convert_tokens_to_ids("<image>")
-    assert image_token_id == 32000, image_token_id
+    processor, image_processor = make_processor(tok_dir)
+    image_token_id = processor.tokenizer.convert_tokens_to_ids("<image>")
 
     vision = CLIPVisionConfig(hidden_size=s["v_hidden"], intermediate_size=s["v_inter"],
                               num_hidden_layers=s["v_layers"], num_attention_heads=s["v_heads"],
@@ -91,16 +109,6 @@ def main():
             if p.dim() >= 2:
                 p.mul_(2.0)
     model = model.to(getattr(torch, args.dtype))
-
-    image_processor = CLIPImageProcessor(
-        do_resize=True, size={"shortest_edge": 336}, resample=3, do_center_crop=True,
-        crop_size={"height": 336, "width": 336}, do_rescale=True, rescale_factor=1 / 255,
-        do_normalize=True, image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711], do_convert_rgb=True)
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                               patch_size=14, vision_feature_select_strategy="default",
-                               chat_template=LLAVA_CHAT_TEMPLATE, num_additional_image_tokens=1,
-                               image_token="<image>")
 
     parent = os.path.dirname(os.path.abspath(args.out)) or "."
     os.makedirs(parent, exist_ok=True)

@@ -9,7 +9,7 @@
 //
 //   layers::All{}                 every hidden state (the default)
 //   layers::Reference{.last = 32} 0..last, the reference's per-model ranges
-//                                 (extract/registry.h knows them per alias)
+//                                 (each family's kPresets: families/registry.h)
 //   layers::Explicit{{8, 12, 16}} a given list
 //   layers::Spec                  one of the above chosen at run time from a
 //                                 string ("all", "reference", "0,8,16", "8-16")
