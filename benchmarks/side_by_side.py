@@ -285,10 +285,12 @@ def worker_reference(args):
     pair_ids = []
     complete = True
 
+    total = sum(len(ref.list_pair_images(os.path.join(args.image_dir, p))) for p in os.listdir(args.image_dir))
+
     def tick(_):
         nonlocal n
         n += 1
-        if args.deadline_s > 0 and time.perf_counter() - start > args.deadline_s:
+        if n < total and args.deadline_s > 0 and time.perf_counter() - start > args.deadline_s:
             raise Deadline()
 
     try:
@@ -345,6 +347,8 @@ def worker_transformers(args):
                 e = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
                 pending = pool.submit(load_batch, [p for _, _, p in batches[0]], text)
                 for k, batch in enumerate(batches):
+                    if args.deadline_s > 0 and time.perf_counter() - start > args.deadline_s:
+                        raise Deadline()
                     inputs = pending.result()
                     if k + 1 < len(batches):
                         pending = pool.submit(load_batch, [p for _, _, p in batches[k + 1]], text)
@@ -361,8 +365,6 @@ def worker_transformers(args):
                             for j, w in enumerate(words):
                                 e[layer][names[w]][a_pos][key] = rows[layer, i, j]
                     n += len(batch)
-                    if args.deadline_s > 0 and time.perf_counter() - start > args.deadline_s:
-                        raise Deadline()
                 save_pair(torch, ref, args, pair, e, pair_ids)
         save_outputs(torch, ref, args, pair_ids)
     except Deadline:

@@ -4,8 +4,8 @@ The checks that tiny models cannot make: load time, peak memory against the
 weights' bytes, seconds per image in bf16 at the real width and depth, the
 one-line memory-fit refusal of the default --dtype=auto (float32 on the CPU,
 26 GiB of weights) on a 24 GiB machine, and one image's kept hidden states
-against transformers at full size. Not a CI test (it needs ~15 GiB and an
-hour of these two cores); README.md records what it measured.
+against transformers at full size. Not a CI test (up to 18 GiB and 15 to
+20 minutes of these two cores); README.md records what it measured.
 
 Steps, each in its own process (peak RSS from wait4), the models never in
 memory together:
