@@ -181,6 +181,23 @@ inline absl::StatusOr<Request> ReadRequest(const std::string& path) {
   return r;
 }
 
+// A tensor of a --pixels file as float32 on the CPU, owning its bytes (the
+// file is a mapping). Integers (grids, counts, ids) travel as floats too:
+// the reader takes floating-point tensors.
+inline absl::StatusOr<at::Tensor> ReadTensor(const io::SafetensorsFile& file, std::string_view name) {
+  SPATIALID_ASSIGN_OR_RETURN(at::Tensor t, file.Load(name, at::kFloat, at::kCPU));
+  return t.clone();
+}
+
+// The decoder fields every family's config summary reports.
+template <class Shape>
+nlohmann::json DecoderSummary(const Shape& text) {
+  return {{"num_layers", text.num_layers},     {"hidden_size", text.hidden_size},
+          {"intermediate_size", text.intermediate_size}, {"num_heads", text.num_heads},
+          {"num_kv_heads", text.num_kv_heads}, {"head_dim", text.head_dim},
+          {"vocab_size", text.vocab_size},     {"rms_norm_eps", text.rms_norm_eps}};
+}
+
 inline std::vector<std::string> SplitList(const std::string& list) {
   return absl::StrSplit(list, ',', absl::SkipEmpty());
 }

@@ -16,8 +16,8 @@ namespace fam = spatialid::families;
 template <>
 struct ToolHooks<fam::Llava> {
   static absl::StatusOr<fam::LlavaPixels> ReadPixels(const io::SafetensorsFile& file) {
-    SPATIALID_ASSIGN_OR_RETURN(at::Tensor pv, file.Load("pixel_values", at::kFloat, at::kCPU));
-    return fam::LlavaPixels{pv.clone()};  // own the bytes beyond the mapping
+    SPATIALID_ASSIGN_OR_RETURN(at::Tensor pv, ReadTensor(file, "pixel_values"));
+    return fam::LlavaPixels{pv};
   }
 
   static void WritePixels(const fam::LlavaPixels& px, TensorMap& out) { out["pixel_values"] = px.pixel_values; }
@@ -27,16 +27,13 @@ struct ToolHooks<fam::Llava> {
     SPATIALID_ASSIGN_OR_RETURN(nn::TextDecoderShape text, fam::LlamaDecoderShape(cfg.text_config));
     SPATIALID_ASSIGN_OR_RETURN(fam::ClipVisionShape vision, fam::ClipVisionShapeOf(cfg.vision_config));
     SPATIALID_ASSIGN_OR_RETURN(at::ScalarType dtype, fam::DtypeFromConfig(cfg.dtype));
-    return nlohmann::json{
-        {"num_layers", text.num_layers},       {"hidden_size", text.hidden_size},
-        {"intermediate_size", text.intermediate_size}, {"num_heads", text.num_heads},
-        {"num_kv_heads", text.num_kv_heads},   {"head_dim", text.head_dim},
-        {"vocab_size", text.vocab_size},       {"rms_norm_eps", text.rms_norm_eps},
-        {"rope_theta", text.rope.theta},       {"vision_layers", vision.num_layers},
-        {"vision_hidden_size", vision.hidden_size}, {"image_size", vision.image_size},
-        {"patch_size", vision.patch_size},     {"image_tokens", fam::LlavaImageTokens(cfg)},
-        {"image_token_index", cfg.image_token_index}, {"dtype", std::string(c10::toString(dtype))},
-        {"vision_feature_layer", cfg.vision_feature_layer}};
+    nlohmann::json j = DecoderSummary(text);
+    j.update({{"rope_theta", text.rope.theta}, {"vision_layers", vision.num_layers},
+              {"vision_hidden_size", vision.hidden_size}, {"image_size", vision.image_size},
+              {"patch_size", vision.patch_size}, {"image_tokens", fam::LlavaImageTokens(cfg)},
+              {"image_token_index", cfg.image_token_index}, {"dtype", std::string(c10::toString(dtype))},
+              {"vision_feature_layer", cfg.vision_feature_layer}});
+    return j;
   }
 
   // LlavaProcessor: "<image>" -> "<image>" x tokens per image (fixed geometry).

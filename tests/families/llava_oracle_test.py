@@ -104,6 +104,7 @@ def build_checkpoint(model_dir):
                                image_token="<image>")
     processor.save_pretrained(model_dir)
     image_processor.save_pretrained(model_dir)  # preprocessor_config.json, as real downloads have
+    return model, processor
 
 
 class LlavaOracleTest(family_oracle.FamilyOracle, unittest.TestCase):

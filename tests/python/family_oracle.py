@@ -350,17 +350,19 @@ class FamilyOracle:
         return [([frog], [0, 2]), ([frog, self.positions[1]], [1]), ([self.positions[1]], [self.NUM_TEXT_LAYERS])]
 
     def check_early_stop(self, cases, model_dir=None, label="early stop", **flags):
-        """Positions and layers cut short give the full forward's values."""
+        """Positions and layers cut short give the full forward's values;
+        returns each case's hidden states."""
         full, _ = self.run_forward("float32", self.positions, self.all_layers(), "full", model_dir=model_dir,
                                    **flags)
-        worst = 0.0
+        worst, parts = 0.0, []
         for positions, layers in cases:
             part, _ = self.run_forward("float32", positions, layers, "part", model_dir=model_dir, **flags)
             cols = [self.positions.index(p) for p in positions]
             expect = full["hidden_states"][layers][:, :, cols]
             worst = max(worst, self.assert_same_result(part["hidden_states"], expect, f"{label} {positions} {layers}"))
+            parts.append(part["hidden_states"])
         print(f"{label} vs full forward: worst relative diff {worst:.3e}")
-        return full
+        return parts
 
     def test_stopping_early_changes_nothing(self):
         self.check_early_stop(self.early_stop_cases())
@@ -559,11 +561,13 @@ class FamilyOracle:
         processor = self.recipe_processor(model_dir)
         calls = []
         if text_only:
-            calls.append(("text", reference.text_inputs(processor, self.EXTRACT_QUESTION, bos=bos)))
+            calls.append(("text", reference.text_inputs(processor, self.EXTRACT_QUESTION, bos=bos,
+                                                        **self.TEMPLATE_KWARGS)))
         else:
             for path in image_paths or self.extract_images():
                 image = Image.open(path).convert("RGB")
-                calls.append((path, reference.image_inputs(processor, self.EXTRACT_QUESTION, image, bos=bos)))
+                calls.append((path, reference.image_inputs(processor, self.EXTRACT_QUESTION, image, bos=bos,
+                                                           **self.TEMPLATE_KWARGS)))
         ids, states = None, []
         for what, inputs in calls:
             row = inputs["input_ids"][0].tolist()
@@ -580,10 +584,13 @@ class FamilyOracle:
         return ids, states
 
     def recipe_processor(self, model_dir):
+        """AutoProcessor of the folder, as the reference loads it (prepare's
+        own for self.model_dir: loading one can take seconds)."""
         from transformers import AutoProcessor
         key = ("processor", model_dir)
         if key not in self.recipe_cache:
-            self.recipe_cache[key] = AutoProcessor.from_pretrained(model_dir)
+            same = model_dir == self.model_dir and getattr(self, "processor", None) is not None
+            self.recipe_cache[key] = self.processor if same else AutoProcessor.from_pretrained(model_dir)
         return self.recipe_cache[key]
 
     def recipe_rows(self, model_dir, ids, states, pooling):
@@ -651,6 +658,9 @@ class FamilyOracle:
         print(f"{os.path.basename(model_dir)}: --bos=processor gives {len(proc)} ids, chat_template {len(chat)}")
 
     TEMPLATE_WRITES_BOS = False  # the chat template starts with the tokenizer's BOS (Gemma 3, Llama 3.2)
+    # Chat-template arguments of the recipe: the extractor's fixed clock
+    # where a template prints the date (Llama 3.2's text-only system turn).
+    TEMPLATE_KWARGS = {}
 
     def test_extractor_mean_of_subtokens(self):
         """--pooling=mean_of_subtokens against the mean of transformers' rows

@@ -122,15 +122,16 @@ def _processor_kwargs(processor, text, bos):
     return {"add_special_tokens": False} if bos_token is not None and text.startswith(bos_token) else {}
 
 
-def image_inputs(processor, prompt, image, bos="processor"):
+def image_inputs(processor, prompt, image, bos="processor", **template_kwargs):
+    """`template_kwargs` go to the chat template (a fixed strftime_now for a test)."""
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, **template_kwargs)
     return processor(images=image, text=text, return_tensors="pt", **_processor_kwargs(processor, text, bos))
 
 
-def text_inputs(processor, prompt, bos="processor"):
+def text_inputs(processor, prompt, bos="processor", **template_kwargs):
     messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, **template_kwargs)
     return processor(text=text, return_tensors="pt", **_processor_kwargs(processor, text, bos))
 
 
