@@ -1,5 +1,5 @@
 // batch_extraction: per-pair and universal spatial IDs and x/y axes for one
-// model (REFERENCE.md 2, 4, 5, 6).
+// model (docs/reference_pipeline.md sections 2, 4, 5, 6).
 //
 // For every pair folder {a}_{b} asks "Is {b} to the left or right of {a}?"
 // and keeps the hidden states of {b}; writes {out}/{a}_{b}/{model}.pt per

@@ -43,6 +43,7 @@
 #include "spatialid/families/registry.h"
 #include "spatialid/io/json_file.h"
 #include "spatialid/io/stale_temporaries.h"
+#include "spatialid/io/temporary_name.h"
 #include "spatialid/policies/averaging.h"
 #include "spatialid/policies/layers.h"
 #include "spatialid/policies/pooling.h"
@@ -271,7 +272,9 @@ absl::Status CheckOutputFolder(const std::string& out_dir) {
     return absl::PermissionDeniedError(absl::StrCat(
         out_dir, ": cannot create the --out folder (", ec ? ec.message() : "not a folder", ")"));
   }
-  const fs::path probe = fs::path(out_dir) / absl::StrCat(kWriteProbe, ".tmp.", ::getpid());
+  // Named like every writer's temporary, so a run killed between the two
+  // calls below leaves one that the next run on this host removes.
+  const fs::path probe = io::TemporaryPathFor((fs::path(out_dir) / kWriteProbe).string());
   std::FILE* f = std::fopen(probe.c_str(), "wb");
   if (f == nullptr) {
     return absl::PermissionDeniedError(absl::StrCat(

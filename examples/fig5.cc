@@ -1,4 +1,4 @@
-// fig5: draws Figure 5 from the grid experiment's files (REFERENCE.md 8).
+// fig5: draws Figure 5 from the grid experiment's files (docs/reference_pipeline.md section 8).
 //
 // Reads {dir}/{model}.pt (grid IDs), {model}_x.pt, {model}_y.pt and
 // {model}_text.pt as small_id_grid writes them, projects the 16 IDs of the
@@ -11,10 +11,13 @@
 //       --out=embeds/grid_id/fig5
 #include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,11 +25,13 @@
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "examples/cli_flags.h"
 #include "spatialid/figure/fig5.h"
 #include "spatialid/figure/svg_plot.h"
 #include "spatialid/io/atomic_output_file.h"
+#include "spatialid/io/temporary_name.h"
 #include "spatialid/io/torch_file_reader.h"
 #include "spatialid/policies/layers.h"
 #include "spatialid/util/status.h"
@@ -51,39 +56,80 @@ namespace spatialid::examples {
 namespace {
 
 absl::Status WriteText(const std::string& path, const std::string& text) {
-  SPATIALID_ASSIGN_OR_RETURN(io::AtomicOutputFile f, io::AtomicOutputFile::Create(path));
-  SPATIALID_RETURN_IF_ERROR(f.Write(text.data(), text.size()));
-  return f.Commit();
+  return io::WriteFileAtomically(path, text);
 }
 
+// rsvg-convert writes a temporary beside `png` that is renamed into place
+// only when it succeeded, and removed when it failed (a full disk, say). Its
+// stderr is collected, so a failure is still one line naming the file.
 absl::Status SvgToPng(const std::string& svg, const std::string& png) {
-  const std::string tmp = png + ".tmp";
+  const std::string tmp = io::TemporaryPathFor(png);
   std::vector<std::string> args = {"rsvg-convert", "-f", "png", "-o", tmp, svg};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  int err_pipe[2];
+  if (::pipe(err_pipe) != 0) return absl::InternalError("fig5: pipe() failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  posix_spawn_file_actions_addclose(&actions, err_pipe[0]);
   pid_t pid;
-  if (posix_spawnp(&pid, "rsvg-convert", nullptr, nullptr, argv.data(), environ) != 0) {
+  const int spawned = posix_spawnp(&pid, "rsvg-convert", &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(err_pipe[1]);
+  std::string err;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(err_pipe[0], buf, sizeof(buf))) > 0;) err.append(buf, n);
+  ::close(err_pipe[0]);
+  if (spawned != 0) {
     return absl::FailedPreconditionError(
         "rsvg-convert not found (Debian package librsvg2-bin; tools/setup.sh installs it); the SVG was written");
   }
   int status = 0;
   waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat("rsvg-convert failed on ", svg));
-  }
   std::error_code ec;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::filesystem::remove(tmp, ec);
+    std::replace(err.begin(), err.end(), '\n', ' ');
+    return absl::InternalError(absl::StrCat("cannot write ", png, ": rsvg-convert failed on ", svg,
+                                            " (", absl::StripAsciiWhitespace(err), ")"));
+  }
   std::filesystem::rename(tmp, png, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat(png, ": could not rename into place"));
+  if (ec) {
+    std::error_code rm_ec;
+    std::filesystem::remove(tmp, rm_ec);
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot write ", png, ": could not rename into place (", ec.message(), ")"));
+  }
   return absl::OkStatus();
 }
 
-absl::StatusOr<io::PtDict> Read(const std::string& path) {
+// Reads one of small_id_grid's files and checks its layout before anything
+// indexes it: `levels` of dicts under the layer keys (the IDs {layer: {token:
+// {(x, y, s): vector}}} have 2, the axes and text embeddings {layer: {token:
+// vector}} 1), vectors at the bottom.
+absl::StatusOr<io::PtDict> Read(const std::string& path, int levels, const char* layout) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
     return absl::NotFoundError(absl::StrCat(path, ": missing; run small_id_grid first"));
   }
-  return io::ReadTorchDict(path);
+  SPATIALID_ASSIGN_OR_RETURN(io::PtDict d, io::ReadTorchDict(path));
+  std::function<bool(const io::PtValue&, int)> fits = [&](const io::PtValue& v, int below) {
+    if (below == 0) return v.is_tensor() && v.tensor().dim() == 1;
+    if (!v.is_dict()) return false;
+    for (const auto& [k, child] : v.dict()) {
+      if (!fits(child, below - 1)) return false;
+    }
+    return true;
+  };
+  bool ok = !d.empty();
+  for (const auto& [layer, v] : d) ok = ok && layer.is_int() && fits(v, levels);
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": expected ", layout, " as small_id_grid writes it"));
+  }
+  return d;
 }
 
 nlohmann::json PanelJson(const figure::Fig5Panel& p) {
@@ -98,18 +144,24 @@ nlohmann::json PanelJson(const figure::Fig5Panel& p) {
 absl::Status Run() {
   const std::string dir = absl::GetFlag(FLAGS_dir), model = absl::GetFlag(FLAGS_model);
   const std::string base = (std::filesystem::path(dir) / model).string();
-  SPATIALID_ASSIGN_OR_RETURN(io::PtDict ids, Read(base + ".pt"));
-  SPATIALID_ASSIGN_OR_RETURN(io::PtDict xs, Read(base + "_x.pt"));
-  SPATIALID_ASSIGN_OR_RETURN(io::PtDict ys, Read(base + "_y.pt"));
-  SPATIALID_ASSIGN_OR_RETURN(io::PtDict text, Read(base + "_text.pt"));
-  if (ids.empty() || ids.begin()->second.is_tensor() || ids.begin()->second.dict().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(base, ".pt: expected {layer: {token: {(x, y, s): vector}}}"));
+  constexpr char kIds[] = "{layer: {token: {(x, y, s): vector}}}";
+  constexpr char kVectors[] = "{layer: {token: vector}}";
+  SPATIALID_ASSIGN_OR_RETURN(io::PtDict ids, Read(base + ".pt", 2, kIds));
+  SPATIALID_ASSIGN_OR_RETURN(io::PtDict xs, Read(base + "_x.pt", 1, kVectors));
+  SPATIALID_ASSIGN_OR_RETURN(io::PtDict ys, Read(base + "_y.pt", 1, kVectors));
+  SPATIALID_ASSIGN_OR_RETURN(io::PtDict text, Read(base + "_text.pt", 1, kVectors));
+  if (ids.begin()->second.dict().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(base, ".pt: holds no token; expected ", kIds));
   }
   figure::Fig5Inputs in;
   in.ids = &ids;
   in.x_axes = &xs;
   in.y_axes = &ys;
   in.text = &text;
+  in.ids_name = base + ".pt";
+  in.x_name = base + "_x.pt";
+  in.y_name = base + "_y.pt";
+  in.text_name = base + "_text.pt";
   in.size = absl::GetFlag(FLAGS_size);
   in.token = absl::GetFlag(FLAGS_token);
   if (in.token.empty()) in.token = ids.begin()->second.dict().begin()->first.as_string();
@@ -128,9 +180,20 @@ absl::Status Run() {
 
   const int64_t layer = absl::GetFlag(FLAGS_layer);
   absl::StatusOr<figure::Fig5Panel> single = figure::ComputeFig5Panel(in, layer);
-  if (!single.ok()) {
+  if (!single.ok() && std::find(available.begin(), available.end(), layer) == available.end()) {
     return absl::NotFoundError(absl::StrCat(single.status().message(), " (layers in ", base,
                                             ".pt: 0..", available.back(), "; pick one with --layer)"));
+  }
+  if (!single.ok()) {
+    const io::PtValue* axes = xs.find(io::PtKey(layer));
+    if (axes != nullptr && axes->dict().empty()) {
+      // small_id_grid writes empty axes when no IDs had --axis_size.
+      return absl::NotFoundError(absl::StrCat(
+          single.status().message(), " (", in.x_name, " holds no axis at layer ", layer,
+          ": small_id_grid had no IDs of its --axis_size; rerun it with --axis_size set to a "
+          "drawn size)"));
+    }
+    return single.status();
   }
   SPATIALID_ASSIGN_OR_RETURN(policy::layers::Spec sheet_spec,
                              policy::layers::Spec::Parse(absl::GetFlag(FLAGS_sheet_layers)));

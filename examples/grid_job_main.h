@@ -96,7 +96,7 @@ inline int GridJobMain(const char* label, const char* usage, PairFlagPriority pr
   auto sizes = data::ParseSizeList(absl::GetFlag(FLAGS_sizes), job.grid.cell);
   absl::Status status = !pairs.ok() ? pairs.status() : sizes.status();
   if (status.ok()) {
-    // PNGs a killed run was writing ({out}/{a}_{b}/{ax}_{ay}/*.png.tmp.PID).
+    // PNGs a killed run was writing ({out}/{a}_{b}/{ax}_{ay}/*.png.tmp.PID.N@HOST.BOOT).
     auto removed = io::RemoveStaleTemporaries(
         job.out, 2, [](std::string_view final_name) { return final_name.ends_with(".png"); });
     status = removed.status();

@@ -1,4 +1,4 @@
-// small_id_grid: the Figure 5 experiment (REFERENCE.md 2, 4, 6, 7).
+// small_id_grid: the Figure 5 experiment (docs/reference_pipeline.md sections 2, 4, 6, 7).
 //
 // Asks "Is the frog to the left or right of the camel?" over every grid
 // image, keeps the hidden states of frog, left and right at every kept

@@ -4,8 +4,11 @@ Each target is one `.cc` file defining `LLVMFuzzerTestOneInput`. The test
 compiles it with clang (`-fsanitize=fuzzer,address,undefined`) against the
 header-only sources listed in `srcs_deps`, runs it over its seed corpus
 (`corpus/<name>/`) and then for a fixed time budget, and fails on any crash,
-leak, sanitizer report or timeout. Adding a target is one `.cc` file, a seed
-folder and one `spatialid_fuzz_test` line in fuzz/BUILD.bazel.
+leak, sanitizer report or timeout. Before fuzzing it replays every file of
+`findings/<name>/` (what earlier campaigns found) as a regression input, so a
+finding that crashes again fails the run whatever the fuzzing budget finds.
+Adding a target is one `.cc` file, a seed folder and one
+`spatialid_fuzz_test` line in fuzz/BUILD.bazel.
 """
 
 def spatialid_fuzz_test(
@@ -30,7 +33,8 @@ def spatialid_fuzz_test(
       max_total_time: fuzzing budget in seconds after the seeds ran.
       max_len: the largest input libFuzzer generates (0: its default).
     """
-    data = [src, "//fuzz:run_fuzzer.sh"] + srcs_deps + native.glob(["corpus/%s/**" % name])
+    findings = native.glob(["findings/%s/**" % name])
+    data = [src, "//fuzz:run_fuzzer.sh"] + srcs_deps + findings + native.glob(["corpus/%s/**" % name])
     args = [
         "--name=%s" % name,
         "--src=$(location %s)" % src,
@@ -38,6 +42,8 @@ def spatialid_fuzz_test(
         "--max_len=%d" % max_len,
         "--libs=%s" % ",".join(libs),
     ]
+    if findings:
+        args.append("--findings=fuzz/findings/%s" % name)
     if dict:
         data.append(dict)
         args.append("--dict=$(location %s)" % dict)

@@ -2,13 +2,16 @@
 # Compiles one libFuzzer target and runs it (see fuzz/defs.bzl).
 #
 # Runs in the test's runfiles root, which is the workspace root for includes.
+# With --findings=DIR it first replays every file of DIR (earlier findings)
+# once each, under the same sanitizers and a 1 GiB malloc limit, and fails if
+# any of them crashes, trips a sanitizer or allocates more.
 # Prints "fuzz <name>: <N> executions, <C> crashes, corpus <K> inputs, ..."
 # and exits non-zero on a compile error or any crash / sanitizer finding;
 # the crashing input is left in the test's undeclared outputs (bazel-testlogs/
 # .../test.outputs/) to turn into a regression test.
 set -euo pipefail
 
-name="" src="" max_total_time=20 max_len=0 libs="" dict=""
+name="" src="" max_total_time=20 max_len=0 libs="" dict="" findings=""
 for arg in "$@"; do
   case "$arg" in
     --name=*) name="${arg#*=}" ;;
@@ -17,6 +20,7 @@ for arg in "$@"; do
     --max_len=*) max_len="${arg#*=}" ;;
     --libs=*) libs="${arg#*=}"; libs="${libs//,/ }" ;;  # comma-separated flags
     --dict=*) dict="${arg#*=}" ;;
+    --findings=*) findings="${arg#*=}" ;;
     *) echo "run_fuzzer.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -45,6 +49,33 @@ start=$(date +%s)
   -I. "$src" -o "$work/$name" $libs
 compiled=$(date +%s)
 
+export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+# Earlier findings first: each file run once (libFuzzer runs file arguments
+# and exits). A finding must decode or be refused, never crash, and never
+# make the target ask for more than 1 GiB at once.
+nfindings=0
+if [ -n "$findings" ]; then
+  mapfile -t finding_files < <(find -L "$findings" -type f | sort)
+  nfindings=${#finding_files[@]}
+  if [ "$nfindings" -eq 0 ]; then
+    echo "fuzz $name: --findings=$findings holds no file" >&2
+    exit 1
+  fi
+  set +e
+  "$work/$name" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=25 "${finding_files[@]}" \
+    >"$work/findings.log" 2>&1
+  rc=$?
+  set -e
+  if [ "$rc" -ne 0 ]; then
+    echo "fuzz $name: replaying the $nfindings finding(s) of $findings failed (exit $rc)"
+    tail -60 "$work/findings.log"
+    exit 1
+  fi
+  echo "fuzz $name: replayed $nfindings finding(s) of $findings, none crashed"
+fi
+
 seeds="fuzz/corpus/$name"
 nseeds=0
 if [ -d "$seeds" ]; then nseeds=$(find -L "$seeds" -type f | wc -l); fi
@@ -57,9 +88,7 @@ corpora=("$work/corpus")
 if [ "$nseeds" -gt 0 ]; then corpora+=("$seeds"); fi
 
 set +e
-ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1" \
-UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-  "$work/$name" "${flags[@]}" "${corpora[@]}" >"$work/log" 2>&1
+"$work/$name" "${flags[@]}" "${corpora[@]}" >"$work/log" 2>&1
 rc=$?
 set -e
 

@@ -8,7 +8,12 @@
 #include <string>
 #include <variant>
 
-#include "spatialid/config/model_config.h"
+#include "spatialid/config/processor_config.h"
+#include "spatialid/families/gemma3/config.h"
+#include "spatialid/families/internvl/config.h"
+#include "spatialid/families/llava/config.h"
+#include "spatialid/families/mllama/config.h"
+#include "spatialid/families/qwen2_vl/config.h"
 #include "spatialid/config/processor_config.h"
 
 namespace spatialid::config {
@@ -16,7 +21,7 @@ namespace {
 
 nlohmann::json J(const char* text) { return nlohmann::json::parse(text); }
 
-TEST(families::LlavaConfig, DefaultsMatchLlava15) {
+TEST(LlavaConfig, DefaultsMatchLlava15) {
   absl::StatusOr<families::LlavaConfig> c = ParseConfigJson<families::LlavaConfig>(J(R"({"model_type": "llava"})"), "c.json");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->vision_config.image_size, 336);
@@ -30,7 +35,7 @@ TEST(families::LlavaConfig, DefaultsMatchLlava15) {
   EXPECT_EQ(c->image_token_index, 32000);
 }
 
-TEST(families::LlavaConfig, PresentVisionConfigUsesClipDefaults) {
+TEST(LlavaConfig, PresentVisionConfigUsesClipDefaults) {
   // A vision_config object starts from CLIPVisionConfig's defaults, not
   // LlavaConfig's built-in tower.
   absl::StatusOr<families::LlavaConfig> c = ParseConfigJson<families::LlavaConfig>(
@@ -45,7 +50,7 @@ TEST(families::LlavaConfig, PresentVisionConfigUsesClipDefaults) {
   EXPECT_EQ(c->text_config.num_key_value_heads, 32);
 }
 
-TEST(families::Qwen2VLConfig, ReadsTopLevelTextFieldsAndMrope) {
+TEST(Qwen2VLConfig, ReadsTopLevelTextFieldsAndMrope) {
   absl::StatusOr<families::Qwen2VLConfig> c = ParseConfigJson<families::Qwen2VLConfig>(
       J(R"({"model_type": "qwen2_vl", "hidden_size": 1536, "num_hidden_layers": 28,
             "rope_theta": 1000000.0, "sliding_window": 32768,
@@ -59,7 +64,7 @@ TEST(families::Qwen2VLConfig, ReadsTopLevelTextFieldsAndMrope) {
   EXPECT_EQ(*c->text_config.rope_parameters.mrope_section, (std::vector<int64_t>{16, 24, 24}));
 }
 
-TEST(families::Gemma3Config, LegacyRopeKeysMapToPerLayerSettings) {
+TEST(Gemma3Config, LegacyRopeKeysMapToPerLayerSettings) {
   absl::StatusOr<families::Gemma3Config> c = ParseConfigJson<families::Gemma3Config>(
       J(R"({"model_type": "gemma3", "text_config": {"num_hidden_layers": 12,
             "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "rope_local_base_freq": 10000.0}})"),
@@ -76,7 +81,7 @@ TEST(families::Gemma3Config, LegacyRopeKeysMapToPerLayerSettings) {
   EXPECT_EQ(t.layer_types[11], "full_attention");
 }
 
-TEST(families::MllamaConfig, Llama3RopeAndAttentionHeadsAlias) {
+TEST(MllamaConfig, Llama3RopeAndAttentionHeadsAlias) {
   absl::StatusOr<families::MllamaConfig> c = ParseConfigJson<families::MllamaConfig>(
       J(R"({"model_type": "mllama", "vision_config": {"num_attention_heads": 4},
             "text_config": {"rope_scaling": {"rope_type": "llama3", "factor": 8.0,
@@ -88,27 +93,6 @@ TEST(families::MllamaConfig, Llama3RopeAndAttentionHeadsAlias) {
   EXPECT_EQ(c->text_config.rope_parameters.rope_theta, 500000.0);
   // Absent original_max_position_embeddings defaults to max_position_embeddings.
   EXPECT_EQ(*c->text_config.rope_parameters.original_max_position_embeddings, 131072);
-}
-
-TEST(ModelConfig, DetectsFamiliesAndRejectsOthers) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string dir = std::string(tmp ? tmp : "/tmp") + "/detect";
-  std::filesystem::create_directories(dir);
-  std::ofstream(dir + "/config.json") << R"({"model_type": "qwen2_5_vl"})";
-  absl::StatusOr<ModelType> t = DetectModelType(dir);
-  ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_EQ(*t, ModelType::kQwen2_5_VL);
-  absl::StatusOr<ModelConfig> cfg = LoadModelConfig(dir);
-  ASSERT_TRUE(cfg.ok()) << cfg.status();
-  EXPECT_TRUE(std::holds_alternative<families::Qwen2_5_VLConfig>(*cfg));
-
-  std::ofstream(dir + "/config.json") << R"({"model_type": "phi3_v"})";
-  absl::StatusOr<ModelType> bad = DetectModelType(dir);
-  ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(std::string(bad.status().message()),
-            dir + "/config.json: model_type \"phi3_v\" is not supported (supported: llava, internvl, "
-                  "qwen2_vl, qwen2_5_vl, gemma3, mllama)");
-  EXPECT_EQ(DetectModelType(dir + "/absent").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(ModelConfig, ErrorsNameTheDottedKey) {

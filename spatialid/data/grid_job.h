@@ -21,12 +21,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -42,6 +40,7 @@
 #include "spatialid/data/grid_composer.h"
 #include "spatialid/data/grid_layout.h"
 #include "spatialid/data/png_writer.h"
+#include "spatialid/io/atomic_output_file.h"
 #include "spatialid/io/image.h"
 #include "spatialid/util/progress.h"
 #include "spatialid/util/status.h"
@@ -177,20 +176,9 @@ inline nlohmann::json RecipeJson(const LayoutRecipe& r) {
 
 inline absl::Status WriteManifest(const std::string& path, const GridComposer& composer,
                                   const std::vector<GridLayout>& layouts) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", static_cast<long>(::getpid()));
-  {
-    std::ofstream f(tmp);
-    for (const GridLayout& l : layouts) f << RecipeJson(composer.RecipeFor(l)).dump() << "\n";
-    if (!f.flush()) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      return absl::PermissionDeniedError(absl::StrCat(path, ": cannot write manifest"));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat(path, ": cannot rename manifest"));
-  return absl::OkStatus();
+  std::string text;
+  for (const GridLayout& l : layouts) text += RecipeJson(composer.RecipeFor(l)).dump() + "\n";
+  return io::WriteFileAtomically(path, text);
 }
 
 inline absl::StatusOr<GridJobStats> RunGridJob(const GridJobOptions& job) {

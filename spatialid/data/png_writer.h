@@ -8,7 +8,7 @@
 // adaptive filter choice (per row, the filter with the smallest sum of
 // absolute signed residuals). Pixels are stored exactly; only the file
 // bytes differ from Pillow's. Writes go to a temporary name and are
-// renamed, so a killed run never leaves a half-written PNG.
+// renamed, so a killed run or a full disk never leaves a half-written PNG.
 //
 // zlib is always present where Bazel is (Debian's bazel-bootstrap depends
 // on zlib1g-dev).
@@ -21,17 +21,13 @@
 
 #include <cstdint>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <string>
-#include <system_error>
-#include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "spatialid/io/atomic_output_file.h"
 #include "spatialid/io/image.h"
 
 namespace spatialid::data {
@@ -154,39 +150,16 @@ inline absl::StatusOr<std::string> EncodePng(const io::Image& img, const PngWrit
   return png;
 }
 
-// Encodes and writes `path` atomically (temporary name, then rename),
-// creating parent folders. Unlike io::AtomicOutputFile (for result files)
-// it does not fsync: a data set is tens of thousands of small files that a
-// rerun can redraw, and an fsync each would dominate the run time.
+// Encodes and writes `path` whole or not at all (io::WriteFileAtomically),
+// creating parent folders. Unlike result files it is not fsynced: a data set
+// is tens of thousands of small files that a rerun can redraw, and an fsync
+// each would dominate the run time. A full disk is an error naming the file
+// ("cannot write {path}: No space left on device") and leaves no temporary.
 inline absl::Status WritePngFile(const std::string& path, const io::Image& img,
                                  const PngWriteOptions& opt = {}) {
   absl::StatusOr<std::string> bytes = EncodePng(img, opt);
   if (!bytes.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", bytes.status().message()));
-  std::error_code ec;
-  const auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  if (ec) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(parent.string(), ": cannot create folder (", ec.message(), ")"));
-  }
-  const std::string tmp = absl::StrCat(path, ".tmp.", static_cast<long>(::getpid()), ".",
-                                       std::hash<std::thread::id>{}(std::this_thread::get_id()));
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f.write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
-    f.close();
-    if (f.fail()) {
-      std::filesystem::remove(tmp, ec);
-      return absl::ResourceExhaustedError(
-          absl::StrCat(path, ": could not write PNG (disk full or folder not writable?)"));
-    }
-  }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    return absl::PermissionDeniedError(absl::StrCat(path, ": could not rename into place"));
-  }
-  return absl::OkStatus();
+  return io::WriteFileAtomically(path, *bytes, io::AtomicOutputFile::Sync::kNoFsync);
 }
 
 }  // namespace spatialid::data

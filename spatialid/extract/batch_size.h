@@ -2,7 +2,7 @@
 // (`--batch_size=0`).
 //
 // On the CPU throughput is flat once a batch holds a few thousand tokens
-// (the matmuls are already large; see benchmarks/README.md), so a fixed
+// (the matmuls are already large: README.md, Performance), so a fixed
 // batch keeps memory small: `kCpuAutoBatch`. On an accelerator the batch is
 // sized from the device's free memory and a per-image estimate of the
 // forward's working set, `kActivationWidths` hidden-size rows per token

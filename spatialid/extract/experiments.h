@@ -1,6 +1,6 @@
 // The paper's two experiments on any extractor and layout source.
 //
-// Grid experiment (Figure 5; REFERENCE.md 2, 4, 6, 7): the question "Is the
+// Grid experiment (Figure 5; docs/reference_pipeline.md sections 2, 4, 6, 7): the question "Is the
 // frog to the left or right of the camel?" with targets frog, left, right
 // over the grid images; writes the pair's IDs, its x/y axes and the text-only
 // embeddings of the targets:
@@ -9,7 +9,7 @@
 //   {out}/{model}_x.pt, {out}/{model}_y.pt   {L: {token: vector}} (first pair)
 //   {out}/{model}_text.pt   {L: {token: vector}} for the text-only prompt
 //
-// Batch extraction (REFERENCE.md 2, 4, 5, 6): for pair folder {a}_{b} the
+// Batch extraction (docs/reference_pipeline.md sections 2, 4, 5, 6): for pair folder {a}_{b} the
 // question "Is {b} to the left or right of {a}?" with target {b}; writes
 //   {out}/{a}_{b}/{model}.pt   per pair
 //   {out}/{model}.pt           universal IDs {L: {"universal": {...}}}

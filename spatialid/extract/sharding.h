@@ -16,9 +16,9 @@
 // exists means a complete shard; a killed shard is rerun alone and resumes
 // from its finished units. MergeShards checks that all N manifests exist,
 // agree and tile every pair's layouts exactly once, and that every unit file
-// is there, before it writes the per-pair, universal and axis files of a
-// single run (equal to fp32 rounding: only the order of the additions
-// differs).
+// is there and readable with the same layers and vector size, before it
+// writes the per-pair, universal and axis files of a single run (equal to
+// fp32 rounding: only the order of the additions differs).
 //
 // The shard comes from flags or from the launcher's environment: torchrun
 // (RANK, WORLD_SIZE, LOCAL_RANK), Slurm srun (SLURM_PROCID, SLURM_NTASKS,
@@ -42,6 +42,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "spatialid/extract/sharding_plan.h"
 #include "spatialid/extract/spatial_id.h"
@@ -51,14 +52,6 @@
 #include "spatialid/util/status.h"
 
 namespace spatialid::extract {
-
-inline absl::Status WriteTextAtomically(const std::string& path, const std::string& text) {
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  SPATIALID_ASSIGN_OR_RETURN(io::AtomicOutputFile out, io::AtomicOutputFile::Create(path));
-  SPATIALID_RETURN_IF_ERROR(out.Write(text.data(), text.size()));
-  return out.Commit();
-}
 
 inline const char* DtypeName(at::ScalarType t) {
   return t == at::kHalf ? "float16" : t == at::kBFloat16 ? "bfloat16" : "float32";
@@ -149,7 +142,7 @@ inline absl::Status BeginShard(const std::string& out_dir, const std::string& mo
     }
     return absl::OkStatus();
   }
-  return WriteTextAtomically(record.string(), config.dump(1) + "\n");
+  return io::WriteFileAtomically(record.string(), config.dump(1) + "\n");
 }
 
 // Writes shard `spec`'s manifest. `config` holds the settings every shard
@@ -173,9 +166,18 @@ inline absl::Status WriteShardManifest(const std::string& out_dir, const std::st
     ju.push_back({{"pair", absl::StrCat(std::get<0>(pairs[u.pair]), "_", std::get<1>(pairs[u.pair]))}, {"begin", u.begin}, {"end", u.end}});
   }
   m["units"] = ju;
-  return WriteTextAtomically(ShardManifestPath(out_dir, model, spec.index, spec.count),
+  return io::WriteFileAtomically(ShardManifestPath(out_dir, model, spec.index, spec.count),
                              m.dump(1) + "\n");
 }
+
+namespace sharding_internal {
+inline absl::Status BadUnitFile(const std::string& out_dir, const std::string& model, int k,
+                                int count, const absl::Status& why) {
+  return absl::DataLossError(absl::StrCat(
+      ShardFolder(out_dir, model, k, count), ": shard ", k, " of ", count, " has a bad unit file (",
+      why.message(), "); rerun it with --shard=", k, " --num_shards=", count, " --overwrite"));
+}
+}  // namespace sharding_internal
 
 // Merges every shard of {out}/.shards/{model} into the files of one run.
 // Every refusal is one line that starts with the shard's folder or manifest
@@ -303,6 +305,26 @@ inline absl::Status MergeShards(const std::string& out_dir, const std::string& m
           absl::StrCat(dir, ": pair ", name, ": the shards cover ", at, " of its ", n, " layouts"));
     }
   }
+  // Then every unit file's contents, one at a time (a run's units together
+  // can be larger than memory): readable, a pair state, and of the same
+  // layers and vector size as the first. A damaged unit found halfway
+  // through the sums would leave some pair files of the merge written and
+  // the rest not.
+  std::optional<std::pair<std::vector<int64_t>, int64_t>> shape;
+  for (const auto& pair_units : unit_files) {
+    for (const auto& [path, k] : pair_units) {
+      absl::StatusOr<PairIdAccumulator> part = LoadPairIdState(path);
+      absl::Status bad = part.status();
+      if (part.ok() && shape && (part->layers() != shape->first || part->dim() != shape->second)) {
+        bad = absl::DataLossError(absl::StrCat(
+            path, ": holds layers ", absl::StrJoin(part->layers(), ","), " of size ", part->dim(),
+            ", the other units layers ", absl::StrJoin(shape->first, ","), " of size ",
+            shape->second));
+      }
+      if (!bad.ok()) return sharding_internal::BadUnitFile(out_dir, model, k, *count, bad);
+      if (!shape) shape.emplace(part->layers(), part->dim());
+    }
+  }
   UniversalIdAccumulator universal;
   for (size_t i = 0; i < unit_files.size(); ++i) {
     const auto& p = manifests[0]["pairs"][i];
@@ -311,12 +333,7 @@ inline absl::Status MergeShards(const std::string& out_dir, const std::string& m
       absl::StatusOr<PairIdAccumulator> part = LoadPairIdState(path);
       absl::Status merged = part.status();
       if (part.ok() && acc) merged = acc->Merge(*part);
-      if (!merged.ok()) {
-        return absl::DataLossError(absl::StrCat(
-            ShardFolder(out_dir, model, k, *count), ": shard ", k, " of ", *count,
-            " has a bad unit file (", merged.message(), "); rerun it with --shard=", k,
-            " --num_shards=", *count, " --overwrite"));
-      }
+      if (!merged.ok()) return sharding_internal::BadUnitFile(out_dir, model, k, *count, merged);
       if (!acc) acc = std::move(*part);
     }
     SPATIALID_ASSIGN_OR_RETURN(io::PtDict ids, acc->Result(dtype));

@@ -1,5 +1,5 @@
 // Spatial IDs, model-agnostic: from per-image hidden vectors to the files
-// of the reference pipeline (REFERENCE.md sections 4 to 7).
+// of the reference pipeline (docs/reference_pipeline.md sections 4 to 7).
 //
 // A vision-language model sees two objects A and B on a 4 x 4 grid; for
 // each image the extractor hands over, per kept layer, the hidden vector

@@ -1,4 +1,4 @@
-// The x and y spatial axes of a set of spatial IDs (REFERENCE.md section 6,
+// The x and y spatial axes of a set of spatial IDs (docs/reference_pipeline.md section 6,
 // the reference's compute_axes).
 //
 // For each (layer, token) of an IDs dict and one object size s:

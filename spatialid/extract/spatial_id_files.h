@@ -1,4 +1,4 @@
-// Where spatial-ID outputs go and how they are written (REFERENCE.md
+// Where spatial-ID outputs go and how they are written (docs/reference_pipeline.md
 // sections 4 to 7 and 9): the same paths and structures as the reference,
 // as .pt files that `torch.load(path, weights_only=True)` reads.
 //

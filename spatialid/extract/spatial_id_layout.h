@@ -2,7 +2,7 @@
 // `{layer: {token: {(x, y, size): tensor[D]}}}`.
 //
 // Per-pair IDs, universal IDs and the inputs of the axes all share that
-// layout (REFERENCE.md sections 4 to 6): int layer keys (hidden-state
+// layout (docs/reference_pipeline.md sections 4 to 6): int layer keys (hidden-state
 // indices), str token keys (the tokenizer's string, or "universal"), and
 // (x, y, size) tuple keys where x is B's column (0..3, left to right), y its
 // row (0..3, top to bottom) and size the object's pixel size. Files come

@@ -1,5 +1,5 @@
 // The spatial ID of one object pair, accumulated as vectors stream in
-// (REFERENCE.md section 4, the reference's compute_id).
+// (docs/reference_pipeline.md section 4, the reference's compute_id).
 //
 // The reference stores every vector e(A, key) of a pair, then per A-position
 // folder subtracts the folder's mean over its keys, and finally averages the

@@ -1,4 +1,4 @@
-// Text-only embeddings of chosen tokens (REFERENCE.md section 7): the
+// Text-only embeddings of chosen tokens (docs/reference_pipeline.md section 7): the
 // grid experiment's `left` and `right` vectors at every layer, stored as
 // `{layer: {token: tensor[D]}}` so Figure 5 can project them onto the axes.
 //

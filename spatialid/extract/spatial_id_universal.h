@@ -1,5 +1,5 @@
 // Universal spatial IDs: the mean of the per-pair IDs over all pairs
-// (REFERENCE.md section 5, the reference's average_id).
+// (docs/reference_pipeline.md section 5, the reference's average_id).
 //
 // For every pair file, the vectors of every token go into one bucket
 // ("universal"), so universal(layer, key) is the mean over all (pair,

@@ -45,6 +45,7 @@
 #include "absl/strings/str_cat.h"
 #include "spatialid/families/hidden_states.h"
 #include "spatialid/nn/attention.h"
+#include "spatialid/nn/upload.h"
 
 namespace spatialid::families {
 
@@ -149,9 +150,9 @@ struct RequestRows {
     }
     const auto options = at::TensorOptions().dtype(at::kLong);
     RequestRows out;
-    out.rows = at::tensor(rel, options).to(device);
-    out.unique_rows = at::tensor(unique, options).to(device);
-    out.rows_in_unique = at::tensor(in_unique, options).to(device);
+    out.rows = nn::UploadAsync(at::tensor(rel, options), device);
+    out.unique_rows = nn::UploadAsync(at::tensor(unique, options), device);
+    out.rows_in_unique = nn::UploadAsync(at::tensor(in_unique, options), device);
     return out;
   }
 };

@@ -3,7 +3,7 @@
 //
 // THE DEFINITION (transformers' `output_hidden_states=True`, checked for
 // LlamaModel, Qwen2Model, Qwen2(.5)-VL text, MllamaTextModel and
-// Gemma3TextModel in transformers 4.50 .. 5.3; see MODELS.md section 4):
+// Gemma3TextModel in transformers 4.50 .. 5.3; see docs/model_facts.md section 4):
 // a language model with N decoder layers has N + 1 hidden states,
 //   index 0      the input of the first decoder layer: token embeddings with
 //                the image features already merged in (and, for Gemma 3,
@@ -14,7 +14,7 @@
 //                not a hidden state.
 // Every decoder layer counts, including Mllama's cross-attention layers
 // (with an image; for text-only Mllama prompts transformers >= 4.55 skips
-// them and returns 33 states, older versions 41: REFERENCE.md section 10).
+// them and returns 33 states, older versions 41: docs/reference_pipeline.md section 10).
 // Rows are token positions of the model's input sequence, image tokens
 // already expanded, BOS included.
 //

@@ -64,7 +64,9 @@
 #include "spatialid/families/forward_plan.h"
 #include "spatialid/families/hidden_states.h"
 #include "spatialid/nn/attention.h"
+#include "spatialid/nn/rotary.h"
 #include "spatialid/util/status.h"
+#include "spatialid/nn/upload.h"
 
 namespace spatialid::families {
 
@@ -103,7 +105,7 @@ class TokenLayout {
     }
     t.image_token_id_ = image_token_id;
     // One upload per prompt; every batch reuses it.
-    t.ids_ = t.host_ids_.to(device);
+    t.ids_ = nn::UploadAsync(t.host_ids_, device);
     t.image_mask_ = t.ids_ == image_token_id;
     return t;
   }
@@ -161,6 +163,12 @@ struct ImageTokenCount {
     for (int64_t t : per_image) n += t;
     return n;
   }
+};
+
+// The per-prompt context of a causal decoder over positions 0..S-1 (LLaVA,
+// InternVL): RoPE of the rows that run.
+struct RopeContext {
+  nn::CosSin cos_sin;
 };
 
 // Everything a forward of one prompt needs that does not change from batch

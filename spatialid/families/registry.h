@@ -15,6 +15,7 @@
 //   });
 #pragma once
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "spatialid/config/fields.h"
 #include "spatialid/families/family.h"
 #include "spatialid/families/gemma3/gemma3.h"
 #include "spatialid/families/internvl/internvl.h"
@@ -31,6 +33,8 @@
 #include "spatialid/families/mllama/mllama.h"
 #include "spatialid/families/model_preset.h"
 #include "spatialid/families/qwen2_vl/qwen2_vl.h"
+#include "spatialid/io/json_file.h"
+#include "spatialid/util/status.h"
 
 namespace spatialid::families {
 
@@ -95,6 +99,34 @@ inline std::string ModelFlagHelp() {
                     ")");
   }
   return out;
+}
+
+// The model types of every family, in registry order.
+inline std::vector<std::string> KnownModelTypes() {
+  std::vector<std::string> out;
+  Families::Any([&]<class F>() {
+    out.emplace_back(F::kModelType);
+    return false;
+  });
+  return out;
+}
+
+// config.json's `model_type` in `model_dir` (or a config.json path), which
+// must be one a family reads.
+inline absl::StatusOr<std::string> ReadModelType(const std::string& model_dir) {
+  const std::string file = config::JsonPathIn(model_dir, "config.json");
+  SPATIALID_ASSIGN_OR_RETURN(nlohmann::json json, io::ReadJsonFile(file));
+  io::JsonFields f(json, file);
+  std::string name;
+  f.Require("model_type", &name);
+  if (!f.ok()) return f.status();
+  const std::vector<std::string> known = KnownModelTypes();
+  if (std::find(known.begin(), known.end(), name) == known.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ": model_type \"", name,
+                                                   "\" is not supported (supported: ",
+                                                   absl::StrJoin(known, ", "), ")"));
+  }
+  return name;
 }
 
 // Calls visitor.template operator()<F>() for the family whose kModelType is

@@ -1,5 +1,5 @@
 // Figure 5 of the paper: the grid IDs of one object projected on the plane
-// of the x and y axes (REFERENCE.md section 8).
+// of the x and y axes (docs/reference_pipeline.md section 8).
 //
 // For a layer: the 16 IDs of the target at object size 224 (one per grid
 // cell) are projected on u = x_axis / |x_axis| and v = the y axis made
@@ -49,10 +49,13 @@ struct Fig5Inputs {
   std::vector<std::pair<std::string, std::string>> text_tokens;  // (label, token), e.g. {"L", "▁left"}
   int64_t size = 224;
   int64_t grid = 4;
+  // How errors name the files (fig5 gives their paths).
+  std::string ids_name = "IDs file", x_name = "x-axis file", y_name = "y-axis file",
+              text_name = "text-embedding file";
 };
 
 inline absl::StatusOr<const at::Tensor*> Leaf(const io::PtDict& d, int64_t layer,
-                                              const std::string& token, const char* what) {
+                                              const std::string& token, const std::string& what) {
   const io::PtValue* per_layer = d.find(io::PtKey(layer));
   if (per_layer == nullptr || per_layer->is_tensor()) {
     return absl::NotFoundError(absl::StrCat(what, " has no layer ", layer));
@@ -64,17 +67,17 @@ inline absl::StatusOr<const at::Tensor*> Leaf(const io::PtDict& d, int64_t layer
 }
 
 inline absl::StatusOr<Fig5Panel> ComputeFig5Panel(const Fig5Inputs& in, int64_t layer) {
-  auto x_axis = Leaf(*in.x_axes, layer, in.token, "x-axis file");
+  auto x_axis = Leaf(*in.x_axes, layer, in.token, in.x_name);
   if (!x_axis.ok()) return x_axis.status();
-  auto y_axis = Leaf(*in.y_axes, layer, in.token, "y-axis file");
+  auto y_axis = Leaf(*in.y_axes, layer, in.token, in.y_name);
   if (!y_axis.ok()) return y_axis.status();
   const io::PtValue* per_layer = in.ids->find(io::PtKey(layer));
   if (per_layer == nullptr || per_layer->is_tensor()) {
-    return absl::NotFoundError(absl::StrCat("IDs file has no layer ", layer));
+    return absl::NotFoundError(absl::StrCat(in.ids_name, " has no layer ", layer));
   }
   const io::PtValue* per_key = per_layer->find(io::PtKey(in.token));
   if (per_key == nullptr || per_key->is_tensor()) {
-    return absl::NotFoundError(absl::StrCat("IDs file has no token '", in.token, "' at layer ", layer));
+    return absl::NotFoundError(absl::StrCat(in.ids_name, " has no token '", in.token, "' at layer ", layer));
   }
   // Double precision: the plane and the variance ratio are small differences
   // of large sums in high dimensions.
@@ -97,7 +100,7 @@ inline absl::StatusOr<Fig5Panel> ComputeFig5Panel(const Fig5Inputs& in, int64_t 
     for (int64_t y = 0; y < in.grid; ++y) {
       const io::PtValue* e = per_key->find(io::PtKey::Tuple(x, y, in.size));
       if (e == nullptr || !e->is_tensor()) {
-        return absl::NotFoundError(absl::StrCat("IDs file has no cell (", x, ", ", y, ", ", in.size,
+        return absl::NotFoundError(absl::StrCat(in.ids_name, " has no cell (", x, ", ", y, ", ", in.size,
                                                 ") for '", in.token, "' at layer ", layer));
       }
       const at::Tensor d = e->tensor().to(at::kDouble);
@@ -115,7 +118,7 @@ inline absl::StatusOr<Fig5Panel> ComputeFig5Panel(const Fig5Inputs& in, int64_t 
 
   if (in.text != nullptr) {
     for (const auto& [label, token] : in.text_tokens) {
-      auto t = Leaf(*in.text, layer, token, "text-embedding file");
+      auto t = Leaf(*in.text, layer, token, in.text_name);
       if (!t.ok()) return t.status();
       const at::Tensor d = t.value()->to(at::kDouble);
       panel.text.push_back({label, -1, -1, at::dot(d, u).item<double>(), at::dot(d, v).item<double>()});

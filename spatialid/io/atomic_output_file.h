@@ -1,22 +1,30 @@
 // An output file that appears under its final name only when complete.
 //
-// Every writer of result files (.pt, safetensors) streams into an
-// `AtomicOutputFile`: bytes go to a temporary file beside the target, and
-// `Commit()` flushes, fsyncs and renames it into place. A run that is killed,
-// a full disk or an error leaves the previous file (or no file) untouched,
-// never half of a new one; the destructor removes an uncommitted temporary.
+// Every file writer (.pt, safetensors, PNG, JSON) streams into an
+// `AtomicOutputFile`: bytes go to a temporary file beside the target (named
+// by temporary_name.h), and `Commit()` flushes, fsyncs and renames it into
+// place. A run that is killed, a full disk or an error leaves the previous
+// file (or no file) untouched, never half of a new one; a failed write or
+// commit removes the temporary at once, as the destructor removes an
+// uncommitted one, and the error names the target and the system's reason
+// ("cannot write out/x.pt: No space left on device").
+//
+// `Sync::kNoFsync` skips the fsync for data sets of many small files that a
+// rerun can redraw (the grid images), where an fsync each would dominate the
+// run time; the rename still makes them appear whole or not at all.
 //
 // Example:
 //   SPATIALID_ASSIGN_OR_RETURN(auto out, AtomicOutputFile::Create(path));
 //   SPATIALID_RETURN_IF_ERROR(out.Write(bytes.data(), bytes.size()));
 //   SPATIALID_RETURN_IF_ERROR(out.Commit());
+//   // or, for bytes already in memory:
+//   SPATIALID_RETURN_IF_ERROR(WriteFileAtomically(path, bytes));
 #pragma once
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -29,14 +37,17 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "spatialid/io/temporary_name.h"
 
 namespace spatialid::io {
 
 class AtomicOutputFile {
  public:
+  enum class Sync { kFsync, kNoFsync };
+
   // Opens a fresh temporary file in the target's folder. Fails with a message
   // naming the path when the folder is missing or not writable.
-  static absl::StatusOr<AtomicOutputFile> Create(std::string path) {
+  static absl::StatusOr<AtomicOutputFile> Create(std::string path, Sync sync = Sync::kFsync) {
     namespace fs = std::filesystem;
     if (path.empty()) return absl::InvalidArgumentError("output path is empty");
     std::error_code ec;
@@ -49,15 +60,14 @@ class AtomicOutputFile {
       return absl::NotFoundError(
           absl::StrCat("cannot write ", path, ": folder ", parent.string(), " does not exist"));
     }
-    static std::atomic<uint64_t> counter{0};
-    std::string temp = absl::StrCat(path, ".tmp.", ::getpid(), ".", counter.fetch_add(1));
+    std::string temp = TemporaryPathFor(path);
     int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
       int err = errno;
       return ErrnoStatus(err, absl::StrCat("cannot write ", path, ": creating a file in folder ",
                                            parent.string(), " failed"));
     }
-    return AtomicOutputFile(std::move(path), std::move(temp), fd);
+    return AtomicOutputFile(std::move(path), std::move(temp), fd, sync);
   }
 
   AtomicOutputFile(AtomicOutputFile&& other) noexcept { *this = std::move(other); }
@@ -70,6 +80,7 @@ class AtomicOutputFile {
       written_ = other.written_;
       buffer_ = std::move(other.buffer_);
       failed_ = other.failed_;
+      sync_ = other.sync_;
     }
     return *this;
   }
@@ -82,8 +93,8 @@ class AtomicOutputFile {
   uint64_t position() const { return written_; }
 
   absl::Status Write(const void* data, size_t n) {
-    if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(path_, ": file is closed"));
     if (failed_) return absl::FailedPreconditionError(absl::StrCat(path_, ": earlier write failed"));
+    if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(path_, ": file is closed"));
     const char* p = static_cast<const char*>(data);
     written_ += n;
     // Small pieces (headers, pickle bytes) are gathered; tensor payloads go
@@ -103,13 +114,14 @@ class AtomicOutputFile {
 
   // Flushes, fsyncs and renames the temporary file onto `path()`.
   absl::Status Commit() {
+    if (failed_) return absl::FailedPreconditionError(absl::StrCat(path_, ": earlier write failed"));
     if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(path_, ": file is closed"));
     absl::Status s = Flush();
-    if (s.ok() && ::fsync(fd_) != 0) {
+    if (s.ok() && sync_ == Sync::kFsync && ::fsync(fd_) != 0) {
       s = ErrnoStatus(errno, absl::StrCat("cannot write ", path_, ": fsync failed"));
     }
     int fd = std::exchange(fd_, -1);
-    if (::close(fd) != 0 && s.ok()) {
+    if (fd >= 0 && ::close(fd) != 0 && s.ok()) {
       s = ErrnoStatus(errno, absl::StrCat("cannot write ", path_, ": close failed"));
     }
     if (s.ok() && ::rename(temp_.c_str(), path_.c_str()) != 0) {
@@ -122,8 +134,8 @@ class AtomicOutputFile {
  private:
   static constexpr size_t kBufferBytes = size_t{1} << 20;
 
-  AtomicOutputFile(std::string path, std::string temp, int fd)
-      : path_(std::move(path)), temp_(std::move(temp)), fd_(fd) {
+  AtomicOutputFile(std::string path, std::string temp, int fd, Sync sync)
+      : path_(std::move(path)), temp_(std::move(temp)), fd_(fd), sync_(sync) {
     buffer_.reserve(kBufferBytes);
   }
 
@@ -156,8 +168,11 @@ class AtomicOutputFile {
       ssize_t k = ::write(fd_, p, n > (size_t{1} << 30) ? (size_t{1} << 30) : n);
       if (k < 0) {
         if (errno == EINTR) continue;
+        const int err = errno;
+        // Nothing of a failed file is kept, not even until the destructor.
         failed_ = true;
-        return ErrnoStatus(errno, absl::StrCat("cannot write ", path_));
+        Abandon();
+        return ErrnoStatus(err, absl::StrCat("cannot write ", path_));
       }
       p += k;
       n -= static_cast<size_t>(k);
@@ -179,6 +194,25 @@ class AtomicOutputFile {
   uint64_t written_ = 0;
   std::vector<char> buffer_;
   bool failed_ = false;
+  Sync sync_ = Sync::kFsync;
 };
+
+// Writes `bytes` to `path` whole or not at all, creating its parent folders.
+inline absl::Status WriteFileAtomically(const std::string& path, std::string_view bytes,
+                                        AtomicOutputFile::Sync sync = AtomicOutputFile::Sync::kFsync) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      return absl::PermissionDeniedError(absl::StrCat("cannot write ", path, ": cannot create folder ",
+                                                      parent.string(), " (", ec.message(), ")"));
+    }
+  }
+  absl::StatusOr<AtomicOutputFile> out = AtomicOutputFile::Create(path, sync);
+  if (!out.ok()) return out.status();
+  absl::Status s = out->Write(bytes.data(), bytes.size());
+  return s.ok() ? out->Commit() : s;
+}
 
 }  // namespace spatialid::io

@@ -1,22 +1,20 @@
 // Removing the temporary files a killed run left behind.
 //
-// Writers never produce half a file: they write `{file}.tmp.{pid}` (SavePng)
-// or `{file}.tmp.{pid}.{n}` (AtomicOutputFile) and rename it into place. A
-// run killed between the two leaves that temporary; a resumed run calls
-// RemoveStaleTemporaries on its output folder first, so the folder ends as
-// an uninterrupted run's would. A temporary whose pid is a live process
-// other than this one is kept: it may belong to a run still writing there.
+// Writers never produce half a file: they write a temporary
+// `{file}.tmp.{pid}.{n}@{host}.{boot}` (temporary_name.h) and rename it into
+// place. A run killed between the two leaves that temporary; a resumed run
+// calls RemoveStaleTemporaries on its output folder first, so the folder ends
+// as an uninterrupted run's would. Only temporaries whose writer is gone are
+// removed: written on this host, by a pid that is not running or before the
+// last reboot. Those of a live process, and every one written on another
+// host (a shard running on another node of a shared --out), are kept, as
+// are names in no known format.
 //
 // Example:
 //   SPATIALID_ASSIGN_OR_RETURN(int removed, io::RemoveStaleTemporaries(
 //       out_dir, 2, [&](std::string_view final_name) { return final_name == "llava-7b.pt"; }));
 #pragma once
 
-#include <signal.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <charconv>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -25,36 +23,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "spatialid/io/temporary_name.h"
 
 namespace spatialid::io {
-
-// The pid and final name of a writer's temporary name, or pid -1.
-struct TemporaryName {
-  long pid = -1;
-  std::string_view final_name;
-};
-
-inline TemporaryName ParseTemporaryName(std::string_view name) {
-  const size_t at = name.rfind(".tmp.");
-  if (at == std::string_view::npos || at == 0) return {};
-  std::string_view rest = name.substr(at + 5);
-  long pid = -1;
-  auto [p, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
-  if (ec != std::errc() || p == rest.data() || pid <= 0) return {};
-  std::string_view tail(p, rest.data() + rest.size() - p);
-  if (!tail.empty()) {  // ".{n}" of AtomicOutputFile
-    if (tail[0] != '.' || tail.size() == 1) return {};
-    for (char c : tail.substr(1)) {
-      if (c < '0' || c > '9') return {};
-    }
-  }
-  return {pid, name.substr(0, at)};
-}
-
-inline bool IsOtherLiveProcess(long pid) {
-  if (pid == static_cast<long>(::getpid())) return false;
-  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
-}
 
 // Removes, under `folder` down to `max_depth` folder levels (0: the folder
 // itself) and skipping hidden folders, the temporaries of dead writers whose
@@ -76,7 +47,7 @@ inline absl::StatusOr<int> RemoveStaleTemporaries(
       continue;
     }
     const TemporaryName t = ParseTemporaryName(name);
-    if (t.pid < 0 || !ours(t.final_name) || IsOtherLiveProcess(t.pid)) continue;
+    if (t.pid < 0 || !ours(t.final_name) || !IsStaleTemporary(t)) continue;
     std::error_code rm_ec;
     if (!fs::remove(it->path(), rm_ec) && rm_ec) {
       return absl::PermissionDeniedError(absl::StrCat(

@@ -25,6 +25,7 @@
 
 #include <ATen/TensorOperators.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
 #include <ATen/ops/embedding.h>
 
 #include "absl/status/statusor.h"
@@ -159,6 +160,21 @@ struct TextDecoder {
   }
 
   at::Tensor FinalNorm(const at::Tensor& x) const { return norm(x); }
+
+  // RoPE of positions past..length-1 of a sequence of seq_len tokens (the
+  // untruncated length, which dynamic-NTK scaling depends on, as in HF).
+  CosSin RotaryFor(int64_t past, int64_t length, int64_t seq_len, at::ScalarType dtype) const {
+    const at::Tensor positions =
+        at::arange(past, length, at::TensorOptions().dtype(at::kLong).device(embed_tokens.device()))
+            .unsqueeze(0);
+    return rotary(positions, dtype, seq_len);
+  }
+
+  // Layer i under causal attention (the Llama-style families' only mask).
+  at::Tensor RunCausalLayer(int64_t i, const at::Tensor& x, const CosSin& rotary_cs,
+                            const ExtendedCall& call) const {
+    return RunLayer(i, x, rotary_cs, AttentionMask::Causal(), call);
+  }
 };
 
 }  // namespace spatialid::nn

@@ -1,5 +1,5 @@
 // Averaging policies: how per-image target vectors of one object pair become
-// its spatial IDs (REFERENCE.md section 4: centre within each A-position
+// its spatial IDs (docs/reference_pipeline.md section 4: centre within each A-position
 // folder, then average the centred vectors over the folders holding a key).
 //
 //   averaging::StreamingMean  float32 running sums and counts; keeps no

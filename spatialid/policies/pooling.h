@@ -2,7 +2,7 @@
 // their hidden-state rows become one vector.
 //
 // The reference tokenizes " " + word, keeps the LAST sub-token, and uses the
-// FIRST position in the whole prompt holding that token (REFERENCE.md 2):
+// FIRST position in the whole prompt holding that token (docs/reference_pipeline.md section 2):
 // `pooling::LastSubtoken`, the default. `pooling::MeanOfSubtokens` averages
 // the rows of the word's full sub-token sequence at its first occurrence.
 //

@@ -3,7 +3,7 @@
 References, all from the project venv:
 - transformers 5.3.0's own `render_jinja_template` (jinja2 3.1 in the exact
   environment transformers builds for chat templates) renders every template
-  of MODELS.md section 1 and the npm tokenizers' templates over a corpus of
+  of docs/model_facts.md section 1 and the npm tokenizers' templates over a corpus of
   message lists; spatialid must print byte-identical text, and fail exactly
   where transformers fails (with the same raise_exception message).
 - jinja2 itself renders a corpus of small templates covering the language
@@ -279,7 +279,7 @@ class ChatTemplateCorpusTest(unittest.TestCase):
 
 
 class ReferencePromptTest(unittest.TestCase):
-    """The rendered strings MODELS.md section 1 documents for the reference prompt."""
+    """The rendered strings docs/model_facts.md section 1 documents for the reference prompt."""
 
     GOLDEN = {
         "llava_1_5.jinja": ("llama2", "USER: <image>\nIs the frog to the left or right of the camel? ASSISTANT:"),
@@ -820,7 +820,7 @@ def build_processor(family):
     raise ValueError(family)
 
 
-# MODELS.md section 1: the placeholder in the rendered prompt and its
+# docs/model_facts.md section 1: the placeholder in the rendered prompt and its
 # expansion for one 896x896 image.
 EXPANSIONS = {
     "llava": ("<image>", "<image>" * 576),

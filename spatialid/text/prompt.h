@@ -19,7 +19,7 @@
 //   performs, replacing every placeholder by that image's expansion.
 //
 // What each family expands (transformers 5.3.0; counts for the 896x896 grid
-// images of the reference, see ../shared/MODELS.md section 1):
+// images of the reference, see docs/model_facts.md section 1):
 // - LLaVA-1.5 (LlavaProcessor): "<image>" -> "<image>" x N, N = (336/14)^2 =
 //   576 (+1 CLS - 1 for the "default" feature strategy). Rendered:
 //   "USER: <image>\nQ ASSISTANT:", tokenized with a leading <s>.

@@ -1,5 +1,5 @@
 // The pipeline's prompts for the five families: the rendered text for one
-// image then the question and for the question alone (MODELS.md section 1),
+// image then the question and for the question alone (docs/model_facts.md section 1),
 // the processor's BOS rule, and the placeholder expansions.
 #include "spatialid/text/prompt.h"
 

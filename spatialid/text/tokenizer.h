@@ -15,7 +15,7 @@
 //
 // The reference pipeline picks the hidden state of a "target token": the
 // LAST sub-token of `" " + word`, found at its FIRST position in the prompt
-// (REFERENCE.md section 2). `TargetToken` and `FindFirst` implement that
+// (docs/reference_pipeline.md section 2). `TargetToken` and `FindFirst` implement that
 // rule.
 //
 // Example:

@@ -5,7 +5,7 @@
 // torch/torchvision-based ("fast") ones whenever torchvision is installed.
 // They differ by about one grey level after resizing. spatialid defaults to
 // the transformers 5 behaviour and offers the Pillow one for the paper's
-// numbers (REFERENCE.md section 10).
+// numbers (docs/reference_pipeline.md section 10).
 #pragma once
 
 #include <string>

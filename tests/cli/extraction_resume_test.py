@@ -134,19 +134,22 @@ class ExtractionResumeTest(unittest.TestCase):
         self.kill_and_resume("small_id_grid", "grid_early", lambda out: time.sleep(1.0))
 
     def test_stale_temporaries_removed_live_ones_kept(self):
-        # What a run killed inside a write leaves: {file}.tmp.{pid}.{n}.
+        # What a run killed inside a write leaves: {file}.tmp.{pid}.{n}@{host}.{boot}.
         # The pair files are already there (copied from the reference run),
         # so the rerun only recomputes the universal IDs and axes.
         out = os.path.join(self.tmp, "stale")
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(os.path.join(self.tmp, "ref_batch_extraction"), out)
         dead = dead_pid()
-        stale = [os.path.join(out, f"llava-7b.pt.tmp.{dead}.0"),
-                 os.path.join(out, f"llava-7b_x.pt.tmp.{dead}.3"),
-                 os.path.join(out, "camel_frog", f"llava-7b.pt.tmp.{dead}.1")]
-        live = os.path.join(out, f"llava-7b_text.pt.tmp.{os.getpid()}.0")  # a writer still running
-        other = os.path.join(out, f"qwen-7b.pt.tmp.{dead}.0")              # another model's run
-        for path in stale + [live, other]:
+        tmp = oracle_lib.temporary_name
+        stale = [tmp(os.path.join(out, "llava-7b.pt"), dead),
+                 tmp(os.path.join(out, "llava-7b_x.pt"), dead, n=3),
+                 tmp(os.path.join(out, "camel_frog", "llava-7b.pt"), dead, n=1)]
+        live = tmp(os.path.join(out, "llava-7b_text.pt"), os.getpid())  # a writer still running
+        other = tmp(os.path.join(out, "qwen-7b.pt"), dead)              # another model's run
+        # A writer on another node sharing --out: never taken for a dead local one.
+        foreign = tmp(os.path.join(out, "llava-7b_y.pt"), dead, host="another-node")
+        for path in stale + [live, other, foreign]:
             with open(path, "wb") as f:
                 f.write(b"half a file")
         proc = fx.run(self.args("batch_extraction", out, quiet=False))
@@ -156,8 +159,9 @@ class ExtractionResumeTest(unittest.TestCase):
             self.assertFalse(os.path.exists(path), path)
         self.assertTrue(os.path.exists(live))
         self.assertTrue(os.path.exists(other))
-        os.remove(live)
-        os.remove(other)
+        self.assertTrue(os.path.exists(foreign), "another host's temporary was removed")
+        for path in (live, other, foreign):
+            os.remove(path)
         self.assert_same_as_reference("batch_extraction", out)
 
     def test_progress_in_a_log_is_plain_lines_with_rate_and_eta(self):

@@ -35,19 +35,8 @@ class ModelBadInputTest(unittest.TestCase):
     def fails(self, binary, *expected, extra=(), **flags):
         """Runs a binary; asserts a clean failure with one stderr line holding each expected text."""
         args = self.args(binary, **flags) + list(extra)
-        proc = fx.run(args)
-        err = proc.stderr.strip()
-        self.assertGreater(proc.returncode, 0, f"{args}: exit {proc.returncode}\n{err}")
-        for sign in fx.CRASH_SIGNS:
-            self.assertNotIn(sign, err)
-        lines = err.splitlines()
-        self.assertEqual(len(lines), 1, f"{args}: expected one error line, got:\n{err}")
-        self.assertTrue(lines[0].startswith(f"{binary}: error: ") or lines[0].startswith("ERROR: "),
-                        lines[0])
-        for text in expected:
-            self.assertIn(str(text), lines[0])
-        print(f"{binary} -> exit {proc.returncode}: {lines[0][:300]}")
-        return lines[0]
+        return fx.assert_one_line_failure(self, fx.run(args), args, *expected,
+                                          prefixes=(f"{binary}: error: ", "ERROR: "))
 
     def both(self, *expected, **flags):
         for binary in BINARIES:

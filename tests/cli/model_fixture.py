@@ -73,3 +73,20 @@ def copy_images(images, root, name, pair="camel_frog"):
 
 def run(args, **kw):
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300, **kw)
+
+
+def assert_one_line_failure(test, proc, args, *expected, prefixes=()):
+    """Asserts a clean refusal: a positive exit (no signal), no sign of a C++
+    abort, exactly one stderr line starting with one of `prefixes` and
+    holding each expected text. Returns that line."""
+    err = proc.stderr.strip()
+    test.assertGreater(proc.returncode, 0, f"{args}: exit {proc.returncode}\n{err}")
+    for sign in CRASH_SIGNS:
+        test.assertNotIn(sign, err)
+    lines = err.splitlines()
+    test.assertEqual(len(lines), 1, f"{args}: expected one error line, got:\n{err}")
+    test.assertTrue(lines[0].startswith(tuple(prefixes)), lines[0])
+    for text in expected:
+        test.assertIn(str(text), lines[0])
+    print(f"{os.path.basename(str(args[0]))} -> exit {proc.returncode}: {lines[0][:300]}")
+    return lines[0]

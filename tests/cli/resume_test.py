@@ -64,24 +64,30 @@ class ResumeTest(unittest.TestCase):
         self.kill_and_resume("early", lambda out: time.sleep(0.4))
 
     def test_temporary_pngs_of_a_killed_run_are_removed(self):
-        # A run killed inside a PNG write leaves {png}.tmp.{pid}; the rerun
-        # removes those of dead pids and keeps a live writer's.
+        # A run killed inside a PNG write leaves {png}.tmp.{pid}.{n}@{host}.{boot};
+        # the rerun removes this host's of dead pids and keeps a live
+        # writer's and every one of another host (a run on another node
+        # sharing the folder, whose pid means nothing here).
         out = os.path.join(self.tmp, "stale")
         shutil.copytree(self.ref, out)
         done = subprocess.Popen(["true"])
         done.wait()  # its pid is now a dead writer's
         folder = os.path.join(out, "camel_frog", "1_2")
-        stale = [os.path.join(folder, f"0_0_224.png.tmp.{done.pid}"),
-                 os.path.join(folder, f"3_3_112.png.tmp.{done.pid}")]
-        live = os.path.join(folder, f"0_1_224.png.tmp.{os.getpid()}")
-        for path in stale + [live]:
+        stale = [oracle_lib.temporary_name(os.path.join(folder, "0_0_224.png"), done.pid),
+                 oracle_lib.temporary_name(os.path.join(folder, "3_3_112.png"), done.pid, n=7)]
+        live = oracle_lib.temporary_name(os.path.join(folder, "0_1_224.png"), os.getpid())
+        foreign = oracle_lib.temporary_name(os.path.join(folder, "0_2_224.png"), done.pid,
+                                            host="another-node")
+        for path in stale + [live, foreign]:
             with open(path, "wb") as f:
                 f.write(b"\x89PNG half")
         proc = oracle_lib.run(self.args(out))
         self.assertIn(f"removed 2 temporary files of an interrupted run from {out}", proc.stderr)
         self.assertEqual([p for p in stale if os.path.exists(p)], [])
         self.assertTrue(os.path.exists(live))
+        self.assertTrue(os.path.exists(foreign), "another host's temporary was removed")
         os.remove(live)
+        os.remove(foreign)
         self.assertEqual(pngs(out), pngs(self.ref))
 
 

@@ -6,19 +6,19 @@
 #include <cstdio>
 #include <iostream>
 #include <string>
-#include <variant>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "spatialid/config/model_config.h"
 #include "spatialid/config/processor_config.h"
+#include "spatialid/families/registry.h"
 
 ABSL_FLAG(std::string, config, "", "config.json file (or model folder) to parse.");
 ABSL_FLAG(std::string, family, "auto",
-          "Config class: auto (from model_type), llava, internvl, qwen2_vl, qwen2_5_vl, gemma3, mllama.");
+          "Config class by model_type: auto (config.json's), or one the registry knows (llava, "
+          "qwen2_vl, qwen2_5_vl, mllama, internvl, gemma3).");
 ABSL_FLAG(std::string, preprocessor, "", "preprocessor_config.json file (or model folder) to parse.");
 ABSL_FLAG(std::string, processor, "",
           "Image processor class for --preprocessor: clip, got_ocr2, qwen2_vl, gemma3, mllama.");
@@ -56,18 +56,17 @@ int main(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError("--processor must be clip, got_ocr2, qwen2_vl, gemma3 or mllama"));
   }
   if (config.empty()) return Fail(absl::InvalidArgumentError("--config or --preprocessor is required"));
-  const std::string family = absl::GetFlag(FLAGS_family);
+  std::string family = absl::GetFlag(FLAGS_family);
   if (family == "auto") {
-    absl::StatusOr<ModelConfig> cfg = LoadModelConfig(config);
-    if (!cfg.ok()) return Fail(cfg.status());
-    std::visit([](const auto& c) { std::cout << ConfigToJson(c).dump(1) << "\n"; }, *cfg);
-    return 0;
+    absl::StatusOr<std::string> type = spatialid::families::ReadModelType(config);
+    if (!type.ok()) return Fail(type.status());
+    family = *type;
   }
-  if (family == "llava") return Print(LoadConfig<spatialid::families::LlavaConfig>(config));
-  if (family == "internvl") return Print(LoadConfig<spatialid::families::InternVLConfig>(config));
-  if (family == "qwen2_vl") return Print(LoadConfig<spatialid::families::Qwen2VLConfig>(config));
-  if (family == "qwen2_5_vl") return Print(LoadConfig<spatialid::families::Qwen2_5_VLConfig>(config));
-  if (family == "gemma3") return Print(LoadConfig<spatialid::families::Gemma3Config>(config));
-  if (family == "mllama") return Print(LoadConfig<spatialid::families::MllamaConfig>(config));
-  return Fail(absl::InvalidArgumentError("unknown --family " + family));
+  int rc = 0;
+  const absl::Status s = spatialid::families::DispatchModelType(family, [&]<class F>() {
+    rc = Print(LoadConfig<typename F::Config>(config));
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return Fail(absl::InvalidArgumentError("unknown --family " + family));
+  return rc;
 }

@@ -181,7 +181,7 @@ class LlavaEndToEnd(unittest.TestCase):
         self.assertEqual([p["layer"] for p in got["sheet"]], [1, 2, 3])
         for panel in [got["single"]] + got["sheet"]:
             layer = panel["layer"]
-            # REFERENCE.md 8: x axis normalised; y axis orthogonalised against it, normalised.
+            # docs/reference_pipeline.md section 8: x axis normalised; y axis orthogonalised against it, normalised.
             u = xs[layer][token].double()
             u = u / u.norm()
             y = ys[layer][token].double()

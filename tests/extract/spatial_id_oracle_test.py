@@ -3,7 +3,7 @@
 Python draws random vectors for a synthetic pair set laid out like the real
 one (16 A folders per pair, B never on A's cell, some images missing, one
 flat folder, several tokens), computes the reference recipe directly with
-torch (REFERENCE.md 4 to 7, written as the reference writes it: dicts of
+torch (docs/reference_pipeline.md sections 4 to 7, written as the reference writes it: dicts of
 stacks, centring per A folder, averaging, universal, axes in both variants),
 runs the C++ tool on the same vectors, and compares every value:
   float32 outputs: |C++ - reference| within float32 rounding of the inputs;

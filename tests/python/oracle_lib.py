@@ -40,3 +40,19 @@ def run(args, **kw):
         raise AssertionError(
             f"{' '.join(map(str, args))} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
+
+
+def temporary_name(final_path, pid, host=None, boot=None, n=0):
+    """The temporary a spatialid writer with `pid` on `host` (default: this
+    host, this boot) uses for `final_path` (spatialid/io/temporary_name.h):
+    {final}.tmp.{pid}.{n}@{host}.{boot}."""
+    import socket
+    if host is None:
+        host = socket.gethostname().replace("@", "_").replace("/", "_") or "unknown-host"
+    if boot is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                boot = f.read().strip().replace("-", "")[:8] or "0"
+        except OSError:
+            boot = "0"
+    return f"{final_path}.tmp.{pid}.{n}@{host}.{boot}"

@@ -1,6 +1,6 @@
 """The reference spatial-ID recipe, written with transformers, as an oracle.
 
-This follows ../shared/REFERENCE.md step by step (it is what the paper's
+This follows docs/reference_pipeline.md step by step (it is what the paper's
 Python scripts compute): one image per forward, batch size 1, eager,
 `output_hidden_states=True`, the target token found by the "last sub-token
 of ' ' + word, first occurrence" rule, then compute_id (per-A-folder
@@ -192,7 +192,7 @@ def extract_pair(model, processor, pair_dir, prompt, words, layers=None, progres
 # --- the recipe -------------------------------------------------------------------
 
 def compute_id(e):
-    """REFERENCE.md 4: centre within each A folder, then average over A folders."""
+    """docs/reference_pipeline.md section 4: centre within each A folder, then average over A folders."""
     out = {}
     for layer, per_token in e.items():
         out[layer] = {}
@@ -211,7 +211,7 @@ def compute_id(e):
 
 
 def average_id(pair_ids):
-    """REFERENCE.md 5: every token of every pair file into one 'universal' bucket."""
+    """docs/reference_pipeline.md section 5: every token of every pair file into one 'universal' bucket."""
     buckets = {}
     for ids in pair_ids:
         for layer, per_token in ids.items():
@@ -226,7 +226,7 @@ def average_id(pair_ids):
 
 
 def compute_axes(ids, size=224, strict=False):
-    """REFERENCE.md 6: y2 starts at y1 (zero differences counted) unless strict."""
+    """docs/reference_pipeline.md section 6: y2 starts at y1 (zero differences counted) unless strict."""
     ax, ay = {}, {}
     for layer, per_token in ids.items():
         ax[layer], ay[layer] = {}, {}

@@ -128,9 +128,13 @@ class ShardMergeTest(unittest.TestCase):
         # a writer that is gone.
         dead = subprocess.Popen(["true"])
         dead.wait()
-        stale = [os.path.join(folder, f"frog_dog.0-144.pt.tmp.{dead.pid}.0"),
-                 f"{folder}.json.tmp.{dead.pid}.0"]
-        for path in stale:
+        stale = [oracle_lib.temporary_name(os.path.join(folder, "frog_dog.0-144.pt"), dead.pid),
+                 oracle_lib.temporary_name(f"{folder}.json", dead.pid)]
+        # The same names written by a shard on another node sharing --out
+        # (a rerun there, say): its pid means nothing here, so it is kept.
+        foreign = [oracle_lib.temporary_name(os.path.join(folder, "frog_dog.0-144.pt"), dead.pid,
+                                             host="another-node", n=5)]
+        for path in stale + foreign:
             with open(path, "wb") as f:
                 f.write(b"half a file")
         # The same flags resume: the first unit is kept, not recomputed.
@@ -139,6 +143,9 @@ class ShardMergeTest(unittest.TestCase):
         self.assertEqual(os.stat(first).st_mtime_ns, stamp, "the finished unit was recomputed")
         for path in stale:
             self.assertFalse(os.path.exists(path), f"the rerun left {path}")
+        for path in foreign:
+            self.assertTrue(os.path.exists(path), f"the rerun removed another host's {path}")
+            os.remove(path)
         leftovers = [os.path.join(d, f) for d, _, files in os.walk(self.shards_dir(out))
                      for f in files if ".tmp." in f]
         self.assertEqual(leftovers, [], "temporaries under .shards after the rerun")

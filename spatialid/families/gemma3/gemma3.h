@@ -51,8 +51,8 @@
 // (no lm_head: tied to embed_tokens); transformers >= 4.52 module names are
 //   model.language_model.*, model.vision_tower.vision_model.*,
 //   model.multi_modal_projector.*, lm_head.*
-// and a bare Gemma3Model has language_model.*. `Gemma3WeightNames::Detect`
-// picks the scheme from the checkpoint.
+// and a bare Gemma3Model has language_model.*. `kGemma3WeightSchemes` lists
+// them (families/weight_names.h).
 //
 // Example:
 //   SPATIALID_ASSIGN_OR_RETURN(auto model, Gemma3::Load(dir, {}));   // bf16 from config.json
@@ -93,7 +93,9 @@
 #include "spatialid/families/config_adapters.h"
 #include "spatialid/families/family.h"
 #include "spatialid/families/hidden_states.h"
+#include "spatialid/families/image_pixels.h"
 #include "spatialid/families/multimodal_forward.h"
+#include "spatialid/families/weight_names.h"
 #include "spatialid/io/checkpoint.h"
 #include "spatialid/io/image.h"
 #include "spatialid/nn/activation.h"
@@ -306,46 +308,15 @@ inline Gemma3Masks Gemma3AttentionMasks(const at::Tensor& is_image, int64_t slid
 // ---------------------------------------------------------------------------
 // Weight names.
 
-// The prefix chain of one checkpoint's naming scheme.
-struct Gemma3WeightNames {
-  std::string text;       // ends before embed_tokens / layers / norm
-  std::string vision;     // the SiglipVisionTransformer ("...vision_model")
-  std::string projector;  // the multi_modal_projector
-  std::vector<std::string> unused_prefixes;  // LM head, SigLIP's pooling head, buffers
-
-  static absl::StatusOr<Gemma3WeightNames> Detect(const io::Checkpoint& ckpt) {
-    struct Scheme {
-      const char* text;
-      const char* vision;
-      const char* projector;
-      const char* lm_head;
-    };
-    static constexpr Scheme kSchemes[] = {
-        // google/gemma-3-* downloads and transformers' save_pretrained output.
-        {"language_model.model", "vision_tower.vision_model", "multi_modal_projector",
-         "language_model.lm_head."},
-        // transformers >= 4.52 module names (Gemma3ForConditionalGeneration).
-        {"model.language_model", "model.vision_tower.vision_model", "model.multi_modal_projector",
-         "lm_head."},
-        // a bare Gemma3Model (no LM head).
-        {"language_model", "vision_tower.vision_model", "multi_modal_projector", "lm_head."},
-    };
-    for (const Scheme& s : kSchemes) {
-      if (ckpt.Has(absl::StrCat(s.text, ".embed_tokens.weight"))) {
-        Gemma3WeightNames n;
-        n.text = s.text;
-        n.vision = s.vision;
-        n.projector = s.projector;
-        n.unused_prefixes = {s.lm_head, absl::StrCat(s.vision, ".head."),
-                             absl::StrCat(s.vision, ".embeddings.position_ids")};
-        return n;
-      }
-    }
-    return absl::InvalidArgumentError(absl::StrCat(
-        ckpt.dir(),
-        ": no Gemma 3 text embedding found (looked for language_model.model.embed_tokens.weight, "
-        "model.language_model.embed_tokens.weight and language_model.embed_tokens.weight)"));
-  }
+// google/gemma-3-* downloads and transformers' save_pretrained output (no
+// lm_head: tied); transformers >= 4.52 module names
+// (Gemma3ForConditionalGeneration); a bare Gemma3Model.
+inline constexpr WeightScheme kGemma3WeightSchemes[] = {
+    {"language_model.model", "vision_tower.vision_model", "multi_modal_projector",
+     "language_model.lm_head."},
+    {"model.language_model", "model.vision_tower.vision_model", "model.multi_modal_projector",
+     "lm_head."},
+    {"language_model", "vision_tower.vision_model", "multi_modal_projector", "lm_head."},
 };
 
 // ---------------------------------------------------------------------------
@@ -473,25 +444,8 @@ struct Gemma3TextDecoder {
 // Processor.
 
 // Preprocessed images: float32 [N, 3, image_size, image_size] on the CPU.
-struct Gemma3Pixels {
-  at::Tensor pixel_values;
-};
-
-class Gemma3Processor {
- public:
-  explicit Gemma3Processor(Gemma3ImageProcessor image_processor)
-      : image_processor_(std::move(image_processor)) {}
-
-  absl::StatusOr<Gemma3Pixels> Preprocess(std::span<const io::Image> images) const {
-    SPATIALID_ASSIGN_OR_RETURN(at::Tensor pixels, image_processor_.Preprocess(images));
-    return Gemma3Pixels{std::move(pixels)};
-  }
-
-  const Gemma3ImageProcessor& image_processor() const { return image_processor_; }
-
- private:
-  Gemma3ImageProcessor image_processor_;
-};
+using Gemma3Pixels = ImagePixels;
+using Gemma3Processor = ImagePixelsProcessor<Gemma3ImageProcessor>;
 
 // ---------------------------------------------------------------------------
 // Model.
@@ -520,7 +474,10 @@ class Gemma3Model : public MultimodalForward<Gemma3Model, Gemma3Pixels, Gemma3La
                                SiglipVisionShapeOf(config.vision_config));
     SPATIALID_ASSIGN_OR_RETURN(at::ScalarType config_dtype, DtypeFromConfig(config.dtype));
     SPATIALID_ASSIGN_OR_RETURN(io::Checkpoint ckpt, io::Checkpoint::Open(model_dir));
-    SPATIALID_ASSIGN_OR_RETURN(Gemma3WeightNames names, Gemma3WeightNames::Detect(ckpt));
+    // SigLIP's pooling head and position_ids buffer are not used.
+    SPATIALID_ASSIGN_OR_RETURN(
+        WeightNames names, DetectWeightNames(ckpt, kGemma3WeightSchemes, "Gemma 3",
+                                             {".head.", ".embeddings.position_ids"}));
     const at::ScalarType dtype = options.dtype.value_or(config_dtype);
     Gemma3Model m;
     m.config_ = config;
@@ -563,17 +520,8 @@ class Gemma3Model : public MultimodalForward<Gemma3Model, Gemma3Pixels, Gemma3La
   int64_t image_token_id() const { return config_.image_token_index; }
 
   absl::Status CheckPixels(const Gemma3Pixels& pixels) const {
-    const at::Tensor& p = pixels.pixel_values;
-    const int64_t size = config_.vision_config.image_size;
-    const int64_t channels = config_.vision_config.num_channels;
-    if (!p.defined() || p.dim() != 4 || p.size(0) < 1 || p.size(1) != channels ||
-        p.size(2) != size || p.size(3) != size || !p.is_floating_point()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "Gemma 3 expects float pixels [N, ", channels, ", ", size, ", ", size,
-          "] (the vision tower's image_size); got ",
-          p.defined() ? c10::str(p.sizes()) : std::string("none")));
-    }
-    return absl::OkStatus();
+    return CheckSquarePixels(pixels.pixel_values, config_.vision_config.num_channels,
+                             config_.vision_config.image_size, "Gemma 3");
   }
 
   ImageTokenCount ExpectedImageTokens(const Gemma3Pixels& pixels) const {

@@ -69,7 +69,9 @@
 #include "spatialid/families/config_adapters.h"
 #include "spatialid/families/family.h"
 #include "spatialid/families/hidden_states.h"
+#include "spatialid/families/image_pixels.h"
 #include "spatialid/families/multimodal_forward.h"
+#include "spatialid/families/weight_names.h"
 #include "spatialid/io/checkpoint.h"
 #include "spatialid/io/image.h"
 #include "spatialid/nn/activation.h"
@@ -204,39 +206,12 @@ inline ImagePrompt InternVLImagePrompt(const InternVLConfig& c, int64_t num_patc
 // ---------------------------------------------------------------------------
 // Weight names.
 
-// The prefix chain of one checkpoint's naming scheme.
-struct InternVLWeightNames {
-  std::string text;       // ends before embed_tokens / layers / norm
-  std::string vision;     // the InternVLVisionModel
-  std::string projector;  // the multi_modal_projector
-  std::vector<std::string> unused_prefixes;  // LM head, unused mask token
-
-  static absl::StatusOr<InternVLWeightNames> Detect(const io::Checkpoint& ckpt) {
-    struct Scheme {
-      const char* text;
-      const char* vision;
-      const char* projector;
-      const char* lm_head;
-    };
-    static constexpr Scheme kSchemes[] = {
-        // Hub downloads and transformers' save_pretrained output.
-        {"language_model.model", "vision_tower", "multi_modal_projector", "language_model.lm_head."},
-        // transformers >= 4.52 module names (InternVLForConditionalGeneration).
-        {"model.language_model", "model.vision_tower", "model.multi_modal_projector", "lm_head."},
-        // A bare InternVLModel.
-        {"language_model", "vision_tower", "multi_modal_projector", "lm_head."},
-    };
-    for (const Scheme& s : kSchemes) {
-      if (!ckpt.Has(absl::StrCat(s.text, ".embed_tokens.weight"))) continue;
-      InternVLWeightNames n{s.text, s.vision, s.projector, {}};
-      n.unused_prefixes = {s.lm_head, absl::StrCat(s.vision, ".embeddings.mask_token")};
-      return n;
-    }
-    return absl::InvalidArgumentError(absl::StrCat(
-        ckpt.dir(),
-        ": no InternVL text embedding found (looked for language_model.model.embed_tokens.weight, "
-        "model.language_model.embed_tokens.weight and language_model.embed_tokens.weight)"));
-  }
+// Hub downloads and transformers' save_pretrained output; transformers >=
+// 4.52 module names (InternVLForConditionalGeneration); a bare InternVLModel.
+inline constexpr WeightScheme kInternVLWeightSchemes[] = {
+    {"language_model.model", "vision_tower", "multi_modal_projector", "language_model.lm_head."},
+    {"model.language_model", "model.vision_tower", "model.multi_modal_projector", "lm_head."},
+    {"language_model", "vision_tower", "multi_modal_projector", "lm_head."},
 };
 
 // ---------------------------------------------------------------------------
@@ -272,13 +247,8 @@ class InternVLProcessor {
 // ---------------------------------------------------------------------------
 // Model.
 
-// What every decoder layer of one prompt shares: RoPE for its positions.
-struct InternVLLayerContext {
-  nn::CosSin cos_sin;
-};
-
 class InternVLModel
-    : public MultimodalForward<InternVLModel, InternVLPixels, InternVLLayerContext> {
+    : public MultimodalForward<InternVLModel, InternVLPixels, RopeContext> {
  public:
   // Loads config.json and the weights; `options.dtype` unset means the
   // config's dtype (fp32 if it names none).
@@ -293,7 +263,10 @@ class InternVLModel
                                nn::ParseActivation(config.projector_hidden_act));
     SPATIALID_ASSIGN_OR_RETURN(at::ScalarType config_dtype, DtypeFromConfig(config.dtype));
     SPATIALID_ASSIGN_OR_RETURN(io::Checkpoint ckpt, io::Checkpoint::Open(model_dir));
-    SPATIALID_ASSIGN_OR_RETURN(InternVLWeightNames names, InternVLWeightNames::Detect(ckpt));
+    // The vision tower's mask token serves masked-image pretraining only.
+    SPATIALID_ASSIGN_OR_RETURN(
+        WeightNames names,
+        DetectWeightNames(ckpt, kInternVLWeightSchemes, "InternVL", {".embeddings.mask_token"}));
     const at::ScalarType dtype = options.dtype.value_or(config_dtype);
     InternVLModel m;
     m.config_ = config;
@@ -351,15 +324,8 @@ class InternVLModel
 
   absl::Status CheckPixels(const InternVLPixels& pixels) const {
     const at::Tensor& p = pixels.pixel_values;
-    const int64_t size = vision_.shape.image_size;
-    const int64_t channels = vision_.shape.num_channels;
-    if (!p.defined() || p.dim() != 4 || p.size(0) < 1 || p.size(1) != channels ||
-        p.size(2) != size || p.size(3) != size || !p.is_floating_point()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "InternVL expects float pixels [patches, ", channels, ", ", size, ", ", size,
-          "] (the vision tower's image_size); got ",
-          p.defined() ? c10::str(p.sizes()) : std::string("none")));
-    }
+    SPATIALID_RETURN_IF_ERROR(CheckSquarePixels(p, vision_.shape.num_channels,
+                                                vision_.shape.image_size, "InternVL", "patches"));
     int64_t total = 0;
     for (int64_t n : pixels.num_patches) {
       if (n < 1) return absl::InvalidArgumentError("InternVL: an image has no patches");
@@ -396,18 +362,15 @@ class InternVLModel
     return projector_(projector_norm_(x));
   }
 
-  InternVLLayerContext PrepareLayers(const TokenLayout& tokens, const InternVLPixels* /*pixels*/,
-                                     int64_t past, int64_t length) const {
-    const at::Tensor position_ids =
-        at::arange(past, length, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0);
-    // Dynamic-NTK RoPE depends on the untruncated length, as in HF.
-    return {text_.rotary(position_ids, dtype_, tokens.seq_len())};
+  RopeContext PrepareLayers(const TokenLayout& tokens, const InternVLPixels* /*pixels*/,
+                            int64_t past, int64_t length) const {
+    return {text_.RotaryFor(past, length, tokens.seq_len(), dtype_)};
   }
 
-  at::Tensor RunLayer(int64_t i, const at::Tensor& x, const InternVLLayerContext& context,
+  at::Tensor RunLayer(int64_t i, const at::Tensor& x, const RopeContext& context,
                       const at::Tensor& /*image_features: merged*/,
                       const nn::ExtendedCall& call) const {
-    return text_.RunLayer(i, x, context.cos_sin, nn::AttentionMask::Causal(), call);
+    return text_.RunCausalLayer(i, x, context.cos_sin, call);
   }
 
   at::Tensor FinalNorm(const at::Tensor& x) const { return text_.FinalNorm(x); }
@@ -455,7 +418,7 @@ struct InternVL {
   }
 };
 
-static_assert(MultimodalHooks<InternVLModel, InternVLPixels, InternVLLayerContext>);
+static_assert(MultimodalHooks<InternVLModel, InternVLPixels, RopeContext>);
 static_assert(CheckFamily<InternVL>());
 
 }  // namespace spatialid::families

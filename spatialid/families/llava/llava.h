@@ -26,7 +26,7 @@
 //   model.language_model.*, lm_head.*, model.vision_tower.vision_model.*,
 //   model.multi_modal_projector.*
 // (LlavaForConditionalGeneration._checkpoint_conversion_mapping). Both load:
-// `LlavaWeightNames::Detect` picks the prefix chain from the checkpoint.
+// `kLlavaWeightSchemes` lists them (families/weight_names.h).
 //
 // The planned forward (families/forward_plan.h) is the extraction engine's:
 // "<s> USER: " before the first image token is computed once per prompt
@@ -65,7 +65,9 @@
 #include "spatialid/families/family.h"
 #include "spatialid/families/forward_plan.h"
 #include "spatialid/families/hidden_states.h"
+#include "spatialid/families/image_pixels.h"
 #include "spatialid/families/multimodal_forward.h"
+#include "spatialid/families/weight_names.h"
 #include "spatialid/io/checkpoint.h"
 #include "spatialid/io/image.h"
 #include "spatialid/nn/activation.h"
@@ -149,81 +151,27 @@ inline absl::StatusOr<LlavaConfig> ReadLlavaConfig(const std::string& model_dir)
 // ---------------------------------------------------------------------------
 // Weight names.
 
-// The prefix chain of one checkpoint's naming scheme.
-struct LlavaWeightNames {
-  std::string text;       // ends before embed_tokens / layers / norm
-  std::string vision;     // the CLIPVisionTransformer ("...vision_model")
-  std::string projector;  // the multi_modal_projector
-  std::vector<std::string> unused_prefixes;  // LM head and buffers
-
-  // Picks the scheme whose text embedding the checkpoint holds.
-  static absl::StatusOr<LlavaWeightNames> Detect(const io::Checkpoint& ckpt) {
-    struct Scheme {
-      const char* text;
-      const char* vision;
-      const char* projector;
-      const char* lm_head;
-    };
-    static constexpr Scheme kSchemes[] = {
-        // llava-hf downloads and transformers' save_pretrained output.
-        {"language_model.model", "vision_tower.vision_model", "multi_modal_projector",
-         "language_model.lm_head."},
-        // transformers >= 4.52 module names (LlavaForConditionalGeneration).
-        {"model.language_model", "model.vision_tower.vision_model", "model.multi_modal_projector",
-         "lm_head."},
-        // a bare LlavaModel (no LM head).
-        {"language_model", "vision_tower.vision_model", "multi_modal_projector", "lm_head."},
-    };
-    for (const Scheme& s : kSchemes) {
-      if (ckpt.Has(absl::StrCat(s.text, ".embed_tokens.weight"))) {
-        LlavaWeightNames n;
-        n.text = s.text;
-        n.vision = s.vision;
-        n.projector = s.projector;
-        n.unused_prefixes = {s.lm_head, absl::StrCat(s.vision, ".embeddings.position_ids")};
-        return n;
-      }
-    }
-    return absl::InvalidArgumentError(absl::StrCat(
-        ckpt.dir(),
-        ": no LLaVA text embedding found (looked for language_model.model.embed_tokens.weight, "
-        "model.language_model.embed_tokens.weight and language_model.embed_tokens.weight)"));
-  }
+// llava-hf downloads and transformers' save_pretrained output; transformers
+// >= 4.52 module names (LlavaForConditionalGeneration); a bare LlavaModel.
+inline constexpr WeightScheme kLlavaWeightSchemes[] = {
+    {"language_model.model", "vision_tower.vision_model", "multi_modal_projector",
+     "language_model.lm_head."},
+    {"model.language_model", "model.vision_tower.vision_model", "model.multi_modal_projector",
+     "lm_head."},
+    {"language_model", "vision_tower.vision_model", "multi_modal_projector", "lm_head."},
 };
 
 // ---------------------------------------------------------------------------
 // Processor.
 
 // Preprocessed images: float32 [N, 3, image_size, image_size] on the CPU.
-struct LlavaPixels {
-  at::Tensor pixel_values;
-};
-
-class LlavaProcessor {
- public:
-  explicit LlavaProcessor(vision::ClipImageProcessor image_processor)
-      : image_processor_(std::move(image_processor)) {}
-
-  absl::StatusOr<LlavaPixels> Preprocess(std::span<const io::Image> images) const {
-    SPATIALID_ASSIGN_OR_RETURN(at::Tensor pixels, image_processor_.Preprocess(images));
-    return LlavaPixels{std::move(pixels)};
-  }
-
-  const vision::ClipImageProcessor& image_processor() const { return image_processor_; }
-
- private:
-  vision::ClipImageProcessor image_processor_;
-};
+using LlavaPixels = ImagePixels;
+using LlavaProcessor = ImagePixelsProcessor<vision::ClipImageProcessor>;
 
 // ---------------------------------------------------------------------------
 // Model.
 
-// What every decoder layer of one prompt shares: RoPE for its positions.
-struct LlavaLayerContext {
-  nn::CosSin cos_sin;
-};
-
-class LlavaModel : public MultimodalForward<LlavaModel, LlavaPixels, LlavaLayerContext> {
+class LlavaModel : public MultimodalForward<LlavaModel, LlavaPixels, RopeContext> {
  public:
   // Loads config.json and the weights; `options.dtype` unset means the
   // config's dtype (fp32 if it names none).
@@ -236,7 +184,9 @@ class LlavaModel : public MultimodalForward<LlavaModel, LlavaPixels, LlavaLayerC
                                nn::ParseActivation(config.projector_hidden_act));
     SPATIALID_ASSIGN_OR_RETURN(at::ScalarType config_dtype, DtypeFromConfig(config.dtype));
     SPATIALID_ASSIGN_OR_RETURN(io::Checkpoint ckpt, io::Checkpoint::Open(model_dir));
-    SPATIALID_ASSIGN_OR_RETURN(LlavaWeightNames names, LlavaWeightNames::Detect(ckpt));
+    SPATIALID_ASSIGN_OR_RETURN(
+        WeightNames names,
+        DetectWeightNames(ckpt, kLlavaWeightSchemes, "LLaVA", {".embeddings.position_ids"}));
     const at::ScalarType dtype = options.dtype.value_or(config_dtype);
     LlavaModel m;
     m.config_ = config;
@@ -295,17 +245,8 @@ class LlavaModel : public MultimodalForward<LlavaModel, LlavaPixels, LlavaLayerC
   int64_t image_token_id() const { return config_.image_token_index; }
 
   absl::Status CheckPixels(const LlavaPixels& pixels) const {
-    const at::Tensor& p = pixels.pixel_values;
-    const int64_t size = config_.vision_config.image_size;
-    const int64_t channels = config_.vision_config.num_channels;
-    if (!p.defined() || p.dim() != 4 || p.size(0) < 1 || p.size(1) != channels ||
-        p.size(2) != size || p.size(3) != size || !p.is_floating_point()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "LLaVA expects float pixels [N, ", channels, ", ", size, ", ", size,
-          "] (the vision tower's image_size); got ",
-          p.defined() ? c10::str(p.sizes()) : std::string("none")));
-    }
-    return absl::OkStatus();
+    return CheckSquarePixels(pixels.pixel_values, config_.vision_config.num_channels,
+                             config_.vision_config.image_size, "LLaVA");
   }
 
   ImageTokenCount ExpectedImageTokens(const LlavaPixels& pixels) const {
@@ -329,18 +270,15 @@ class LlavaModel : public MultimodalForward<LlavaModel, LlavaPixels, LlavaLayerC
     return projector_(features);
   }
 
-  LlavaLayerContext PrepareLayers(const TokenLayout& tokens, const LlavaPixels* /*pixels*/,
-                                  int64_t past, int64_t length) const {
-    const at::Tensor position_ids =
-        at::arange(past, length, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0);
-    // Dynamic-NTK RoPE would depend on the untruncated length, as in HF.
-    return {text_.rotary(position_ids, dtype_, tokens.seq_len())};
+  RopeContext PrepareLayers(const TokenLayout& tokens, const LlavaPixels* /*pixels*/, int64_t past,
+                            int64_t length) const {
+    return {text_.RotaryFor(past, length, tokens.seq_len(), dtype_)};
   }
 
-  at::Tensor RunLayer(int64_t i, const at::Tensor& x, const LlavaLayerContext& context,
+  at::Tensor RunLayer(int64_t i, const at::Tensor& x, const RopeContext& context,
                       const at::Tensor& /*image_features: merged*/,
                       const nn::ExtendedCall& call) const {
-    return text_.RunLayer(i, x, context.cos_sin, nn::AttentionMask::Causal(), call);
+    return text_.RunCausalLayer(i, x, context.cos_sin, call);
   }
 
   at::Tensor FinalNorm(const at::Tensor& x) const { return text_.FinalNorm(x); }
@@ -387,6 +325,6 @@ struct Llava {
 };
 
 static_assert(CheckFamily<Llava>());
-static_assert(MultimodalHooks<LlavaModel, LlavaPixels, LlavaLayerContext>);
+static_assert(MultimodalHooks<LlavaModel, LlavaPixels, RopeContext>);
 
 }  // namespace spatialid::families

@@ -37,7 +37,7 @@
 //   later decoder layer than image index i. kRepeated numbers them as
 //   transformers <= 4.54 did (41 states, a skipped layer repeating its
 //   input, so index i comes from the same decoder layer as with an image;
-//   REFERENCE.md section 10), chosen with set_text_only_numbering().
+//   docs/reference_pipeline.md section 10), chosen with set_text_only_numbering().
 //
 // The prompt: the chat template writes "<|image|>" once per image and
 // MllamaProcessor does not expand it (`ImagePromptFor`: 1 token per image);
@@ -49,7 +49,7 @@
 //   language_model.model.*, language_model.lm_head.*, vision_model.*, multi_modal_projector.*
 // transformers' module names are model.language_model.*, model.vision_model.*,
 // model.multi_modal_projector.*, lm_head.* and a bare MllamaModel drops
-// "model."; `MllamaWeightNames::Detect` accepts all three.
+// "model."; `kMllamaWeightSchemes` lists all three (families/weight_names.h).
 //
 // Example:
 //   SPATIALID_ASSIGN_OR_RETURN(auto model, Mllama::Load(dir, {.dtype = at::kBFloat16}));
@@ -82,6 +82,7 @@
 #include "spatialid/families/family.h"
 #include "spatialid/families/hidden_states.h"
 #include "spatialid/families/multimodal_forward.h"
+#include "spatialid/families/weight_names.h"
 #include "spatialid/io/checkpoint.h"
 #include "spatialid/io/image.h"
 #include "spatialid/nn/activation.h"
@@ -200,37 +201,12 @@ inline absl::StatusOr<MllamaConfig> ReadMllamaConfig(const std::string& model_di
 // ---------------------------------------------------------------------------
 // Weight names.
 
-struct MllamaWeightNames {
-  std::string text;       // ends before embed_tokens / layers / norm
-  std::string vision;     // the MllamaVisionModel
-  std::string projector;  // multi_modal_projector
-  std::vector<std::string> unused_prefixes;
-
-  static absl::StatusOr<MllamaWeightNames> Detect(const io::Checkpoint& ckpt) {
-    struct Scheme {
-      const char* text;
-      const char* vision;
-      const char* projector;
-      const char* lm_head;
-    };
-    static constexpr Scheme kSchemes[] = {
-        // Meta / LLaVA-CoT downloads and transformers' save_pretrained.
-        {"language_model.model", "vision_model", "multi_modal_projector", "language_model.lm_head."},
-        // transformers' module names (MllamaForConditionalGeneration).
-        {"model.language_model", "model.vision_model", "model.multi_modal_projector", "lm_head."},
-        // a bare MllamaModel.
-        {"language_model", "vision_model", "multi_modal_projector", "lm_head."},
-    };
-    for (const Scheme& s : kSchemes) {
-      if (ckpt.Has(absl::StrCat(s.text, ".embed_tokens.weight"))) {
-        return MllamaWeightNames{s.text, s.vision, s.projector, {s.lm_head}};
-      }
-    }
-    return absl::InvalidArgumentError(absl::StrCat(
-        ckpt.dir(),
-        ": no Mllama text embedding found (looked for language_model.model.embed_tokens.weight, "
-        "model.language_model.embed_tokens.weight and language_model.embed_tokens.weight)"));
-  }
+// Meta / LLaVA-CoT downloads and transformers' save_pretrained; transformers'
+// module names (MllamaForConditionalGeneration); a bare MllamaModel.
+inline constexpr WeightScheme kMllamaWeightSchemes[] = {
+    {"language_model.model", "vision_model", "multi_modal_projector", "language_model.lm_head."},
+    {"model.language_model", "model.vision_model", "model.multi_modal_projector", "lm_head."},
+    {"language_model", "vision_model", "multi_modal_projector", "lm_head."},
 };
 
 // ---------------------------------------------------------------------------
@@ -328,7 +304,8 @@ class MllamaModel : public MultimodalForward<MllamaModel, MllamaPixels, MllamaLa
                                MllamaVisionShapeOf(config.vision_config));
     SPATIALID_ASSIGN_OR_RETURN(at::ScalarType config_dtype, DtypeFromConfig(config.dtype));
     SPATIALID_ASSIGN_OR_RETURN(io::Checkpoint ckpt, io::Checkpoint::Open(model_dir));
-    SPATIALID_ASSIGN_OR_RETURN(MllamaWeightNames names, MllamaWeightNames::Detect(ckpt));
+    SPATIALID_ASSIGN_OR_RETURN(WeightNames names,
+                               DetectWeightNames(ckpt, kMllamaWeightSchemes, "Mllama"));
     const at::ScalarType dtype = options.dtype.value_or(config_dtype);
     MllamaModel m;
     m.config_ = config;
@@ -451,9 +428,7 @@ class MllamaModel : public MultimodalForward<MllamaModel, MllamaPixels, MllamaLa
   MllamaLayerContext PrepareLayers(const TokenLayout& tokens, const MllamaPixels* pixels,
                                    int64_t past, int64_t length) const {
     MllamaLayerContext c;
-    const at::Tensor position_ids =
-        at::arange(past, length, at::TensorOptions().dtype(at::kLong).device(device_)).unsqueeze(0);
-    c.cos_sin = text_.rotary(position_ids, dtype_, tokens.seq_len());
+    c.cos_sin = text_.RotaryFor(past, length, tokens.seq_len(), dtype_);
     c.image_numbering = pixels != nullptr || tokens.image_tokens() > 0;
     if (pixels == nullptr) return c;
     // Tile counts of each row's images (a one-row prompt: the first row's).

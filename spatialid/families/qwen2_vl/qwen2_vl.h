@@ -40,7 +40,7 @@
 // Weight names: the hub checkpoints and transformers 5.3's save_pretrained
 // use model.* (text), visual.*, lm_head.*; transformers' module names are
 // model.language_model.*, model.visual.*; a bare Qwen2VLModel has
-// language_model.*, visual.*. All load (`Qwen2VLWeightNames::Detect`).
+// language_model.*, visual.*. All load (`kQwen2VLWeightSchemes`).
 //
 // Example:
 //   SPATIALID_ASSIGN_OR_RETURN(auto model, Qwen2_5_VL::Load(dir, {.dtype = at::kHalf}));
@@ -78,6 +78,7 @@
 #include "spatialid/families/hidden_states.h"
 #include "spatialid/families/model_preset.h"
 #include "spatialid/families/multimodal_forward.h"
+#include "spatialid/families/weight_names.h"
 #include "spatialid/io/checkpoint.h"
 #include "spatialid/io/json_file.h"
 #include "spatialid/nn/activation.h"
@@ -93,6 +94,7 @@
 #include "spatialid/util/status.h"
 #include "spatialid/vision/clip_image_processor.h"  // LoadImageProcessorConfig
 #include "spatialid/families/qwen2_vl/image_processor.h"
+#include "spatialid/nn/upload.h"
 
 namespace spatialid::families {
 
@@ -246,25 +248,12 @@ absl::StatusOr<typename V::Config> ReadQwen2VLConfig(const std::string& model_di
 // ---------------------------------------------------------------------------
 // Weight names.
 
-struct Qwen2VLWeightNames {
-  std::string text;    // ends before embed_tokens / layers / norm
-  std::string vision;  // the vision tower ("visual")
-  std::string lm_head;
-
-  static absl::StatusOr<Qwen2VLWeightNames> Detect(const io::Checkpoint& ckpt) {
-    static constexpr const char* kSchemes[][3] = {
-        {"model", "visual", "lm_head."},                       // hub, save_pretrained
-        {"model.language_model", "model.visual", "lm_head."},  // transformers module names
-        {"language_model", "visual", "lm_head."},              // a bare Qwen2VLModel
-    };
-    for (const auto& s : kSchemes) {
-      if (ckpt.Has(absl::StrCat(s[0], ".embed_tokens.weight"))) return Qwen2VLWeightNames{s[0], s[1], s[2]};
-    }
-    return absl::InvalidArgumentError(absl::StrCat(
-        ckpt.dir(),
-        ": no Qwen-VL text embedding found (looked for model.embed_tokens.weight, "
-        "model.language_model.embed_tokens.weight and language_model.embed_tokens.weight)"));
-  }
+// The hub checkpoints and save_pretrained; transformers' module names; a
+// bare Qwen2VLModel. The merger is part of the vision tower (no projector).
+inline constexpr WeightScheme kQwen2VLWeightSchemes[] = {
+    {"model", "visual", "", "lm_head."},
+    {"model.language_model", "model.visual", "", "lm_head."},
+    {"language_model", "visual", "", "lm_head."},
 };
 
 // ---------------------------------------------------------------------------
@@ -318,7 +307,8 @@ class QwenVisionTower {
     const QwenVisionShape& s = shape_;
     const at::Device device = patch_embed_.device();
     const int64_t unit = s.merge_size * s.merge_size;
-    at::Tensor x = at::conv3d(pixel_values.to(device, patch_embed_.scalar_type())
+    at::Tensor x = at::conv3d(pixel_values.to(device, /*non_blocking=*/true)
+                                  .to(patch_embed_.scalar_type())
                                   .view({-1, s.in_channels, s.temporal_patch_size, s.patch_size,
                                          s.patch_size}),
                               patch_embed_, {},
@@ -335,7 +325,7 @@ class QwenVisionTower {
     at::Tensor block_index;
     if (s.window_blocks > 0) {
       WindowPartition w = PartitionIntoWindows(grids, s.merge_size, s.window_blocks);
-      block_index = w.block_index.to(device);
+      block_index = nn::UploadAsync(w.block_index, device);
       windows = Segments::FromLengths(w.window_patches, device);
       // Merge blocks move as units: [blocks, unit, ...] rows reordered.
       x = x.view({n / unit, unit, -1}).index_select(0, block_index).view({n, -1});
@@ -409,7 +399,8 @@ class Qwen2VLModel
     }
     SPATIALID_ASSIGN_OR_RETURN(at::ScalarType config_dtype, DtypeFromConfig(config.dtype));
     SPATIALID_ASSIGN_OR_RETURN(io::Checkpoint ckpt, io::Checkpoint::Open(model_dir));
-    SPATIALID_ASSIGN_OR_RETURN(Qwen2VLWeightNames names, Qwen2VLWeightNames::Detect(ckpt));
+    SPATIALID_ASSIGN_OR_RETURN(WeightNames names,
+                               DetectWeightNames(ckpt, kQwen2VLWeightSchemes, "Qwen-VL"));
     Qwen2VLModel m;
     m.config_ = config;
     m.dtype_ = options.dtype.value_or(config_dtype);
@@ -419,7 +410,7 @@ class Qwen2VLModel
         config, qwen.image_temporal == Qwen2VLOptions::ImageTemporal::kTransformers5_3);
     try {
       io::StateDictLoader loader(ckpt, m.dtype_, options.device);
-      loader.IgnorePrefix(names.lm_head);
+      for (const std::string& p : names.unused_prefixes) loader.IgnorePrefix(p);
       SPATIALID_ASSIGN_OR_RETURN(m.vision_, QwenVisionTower<V>::Load(loader, names.vision,
                                                                      vision_shape, options.device));
       SPATIALID_ASSIGN_OR_RETURN(m.text_, nn::TextDecoder::Load(loader, names.text, text_shape,
@@ -531,7 +522,8 @@ class Qwen2VLModel
       SPATIALID_ASSIGN_OR_RETURN(
           positions, MropePositionIds(ids, config_.image_token_id, grids, positions_));
     }
-    return Qwen2VLLayerContext{mrope_(positions.slice(2, past, length).to(device_), dtype_)};
+    return Qwen2VLLayerContext{
+        mrope_(nn::UploadAsync(positions.slice(2, past, length).contiguous(), device_), dtype_)};
   }
 
   at::Tensor RunLayer(int64_t i, const at::Tensor& x, const Qwen2VLLayerContext& context,

@@ -37,6 +37,7 @@
 #include "spatialid/nn/rotary.h"
 #include "spatialid/families/qwen2_vl/vision_rotary.h"
 #include "spatialid/nn/weights.h"
+#include "spatialid/nn/upload.h"
 
 namespace spatialid::families {
 
@@ -67,7 +68,7 @@ class Segments {
         for (int64_t st : starts) {
           for (int64_t i = 0; i < len; ++i) rows.push_back(st + i);
         }
-        g.rows = at::tensor(rows, at::kLong).to(device);
+        g.rows = nn::UploadAsync(at::tensor(rows, at::kLong), device);
       }
       s.groups_.push_back(std::move(g));
     }

@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "spatialid/nn/rotary.h"
+#include "spatialid/nn/upload.h"
 
 namespace spatialid::families {
 
@@ -53,7 +54,7 @@ class VisionRotary {
 
   // cos/sin, fp32 [N, head_dim], for int64 patch (row, col) positions [N, 2].
   nn::CosSin operator()(const at::Tensor& row_col) const {
-    const at::Tensor pos = row_col.to(inv_freq_.device(), at::kFloat);
+    const at::Tensor pos = nn::UploadAsync(row_col, inv_freq_.device()).to(at::kFloat);
     const at::Tensor inv = inv_freq_.unsqueeze(0);
     // rotary_pos_emb_full[pos_ids].flatten(1): row angles, then column angles.
     const at::Tensor angles = at::cat({pos.select(1, 0).unsqueeze(1) * inv,
