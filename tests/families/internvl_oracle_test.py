@@ -45,7 +45,7 @@ import family_oracle  # noqa: E402
 import oracle_lib  # noqa: E402
 
 PROMPT_TEXT = "Is the frog to the left or right of the camel?"
-# The hub's chat_template.jinja (481 bytes; MODELS.md section 1.4).
+# The hub's chat_template.jinja (481 bytes; docs/model_facts.md section 1.4).
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}"

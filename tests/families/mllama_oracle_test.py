@@ -495,7 +495,7 @@ class MllamaOracleTest(family_oracle.FamilyOracle, unittest.TestCase):
         self.assertEqual(tuple(weights["language_model.model.embed_tokens.weight"].shape), (128256 + 8, 64))
 
     def test_real_llama_11b_config(self):
-        """config.json as the Llama-3.2-11B-Vision-Instruct download spells it (MODELS.md 3.4)."""
+        """config.json as the Llama-3.2-11B-Vision-Instruct download spells it (docs/model_facts.md 3.4)."""
         from transformers import MllamaConfig
         cfg = {
             "architectures": ["MllamaForConditionalGeneration"], "image_token_index": 128256,
