@@ -216,7 +216,7 @@ class FamilyOracle:
         planned check all compare against it)."""
         key = ("full", dtype_name, model_dir, id(inputs), px_file, tuple(sorted(flags.items())))
         if key not in self.tool_cache:
-            name = "full_" + re.sub(r"\W+", "_", "_".join([dtype_name] + [str(v) for v in key[2:] if v]))
+            name = f"full_{dtype_name}_{len(self.tool_cache)}"
             self.tool_cache[key] = self.run_forward(dtype_name, self.positions, self.all_layers(), name,
                                                     model_dir=model_dir, inputs=inputs, px_file=px_file, **flags)[0]
         return self.tool_cache[key]
