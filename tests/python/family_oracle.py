@@ -115,7 +115,7 @@ class FamilyOracle:
     NUM_TEXT_LAYERS = None   # decoder layers (hidden states 0..NUM_TEXT_LAYERS)
     HIDDEN = None            # text hidden size
     REL_BOUND = REL_BOUND    # the dtypes the family is checked in, with their bounds
-    BATCH1 = "exact"         # batch 1 vs transformers: "exact" (bit for bit) or "bound"
+    BATCH1 = "exact"         # batch 1 vs transformers: "exact" (bit for bit), "bound" or None (not run)
     FEATURE_SHAPE = None     # image_features' shape for self.inputs
     # The extractor checks: a question with a word of several sub-tokens in
     # every tokenizer here (axolotl), so mean_of_subtokens is not last_subtoken.
@@ -124,6 +124,12 @@ class FamilyOracle:
     # Whether the planned extractor keeps a prefix cache for a request of
     # every layer (Mllama: not past its first cross-attention layer).
     PREFIX_FOR_ALL_LAYERS = True
+    # The chat template starts with the tokenizer's BOS (Gemma 3, Llama 3.2),
+    # so the two BOS rules give different prompts.
+    TEMPLATE_WRITES_BOS = False
+    # Chat-template arguments of the recipe: the extractor's fixed clock
+    # where a template prints the date (Llama 3.2's text-only system turn).
+    TEMPLATE_KWARGS = {}
 
     # -- set up --------------------------------------------------------------
 
@@ -667,11 +673,6 @@ class FamilyOracle:
         else:
             self.assertEqual(proc, chat)
         print(f"{os.path.basename(model_dir)}: --bos=processor gives {len(proc)} ids, chat_template {len(chat)}")
-
-    TEMPLATE_WRITES_BOS = False  # the chat template starts with the tokenizer's BOS (Gemma 3, Llama 3.2)
-    # Chat-template arguments of the recipe: the extractor's fixed clock
-    # where a template prints the date (Llama 3.2's text-only system turn).
-    TEMPLATE_KWARGS = {}
 
     def test_extractor_mean_of_subtokens(self):
         """--pooling=mean_of_subtokens against the mean of transformers' rows
