@@ -43,8 +43,8 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import family_oracle  # noqa: E402
 import oracle_lib  # noqa: E402
+from family_oracle import PROMPT_TEXT  # noqa: E402
 
-PROMPT_TEXT = "Is the frog to the left or right of the camel?"
 # The hub's chat_template.jinja (481 bytes; docs/model_facts.md section 1.4).
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
@@ -167,15 +167,13 @@ class InternVLOracleTest(family_oracle.FamilyOracle, unittest.TestCase):
         cls.model_dir = os.path.join(cls.dir, "tiny-internvl")
         cls.tok = make_tokenizer()
         build_checkpoint(cls.model_dir, cls.tok)
-        from transformers import AutoProcessor, GotOcr2ImageProcessorFast
-        cls.processor = AutoProcessor.from_pretrained(cls.model_dir)
-        assert isinstance(cls.processor.image_processor, GotOcr2ImageProcessorFast)
+        from transformers import GotOcr2ImageProcessorFast
+        cls.processor = cls.load_processor(cls.model_dir, GotOcr2ImageProcessorFast)
         cls.image_token = cls.processor.tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
         cls.images = make_images(cls.dir)
         cls.batch_images = cls.images[:2]
         cls.rgb = [Image.open(p).convert("RGB") for p in cls.images]
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT_TEXT}]}]
-        cls.prompt = cls.processor.apply_chat_template(messages, add_generation_prompt=True)
+        cls.prompt = cls.user_prompt(cls.processor)
         assert cls.prompt == ("<|im_start|>user\n<IMG_CONTEXT>\n" + PROMPT_TEXT +
                               "<|im_end|>\n<|im_start|>assistant\n"), cls.prompt
         # Batch of the two 720x480 grid images (one token layout).
@@ -315,8 +313,7 @@ class InternVLOracleTest(family_oracle.FamilyOracle, unittest.TestCase):
         return [([frog], [0, 2]), ([frog, first_image], [1]), ([first_image], [NUM_TEXT_LAYERS]), ([1], [0, 1])]
 
     def test_text_only_forward(self):
-        messages = [{"role": "user", "content": [{"type": "text", "text": PROMPT_TEXT}]}]
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        prompt = self.user_prompt(self.processor, with_image=False)
         self.assertEqual(prompt, "<|im_start|>user\n" + PROMPT_TEXT + "<|im_end|>\n<|im_start|>assistant\n")
         text_ids = self.processor.tokenizer(prompt, return_tensors="pt")["input_ids"]
         n = text_ids.shape[1]
@@ -326,6 +323,7 @@ class InternVLOracleTest(family_oracle.FamilyOracle, unittest.TestCase):
         """Images -> C++ processor -> forward equals transformers' processor -> model."""
         got = self.check_cpp_pixels()
         self.assertEqual(got["num_patches"].tolist(), self.num_patches)
+        self.assertTrue(torch.equal(got["pixel_values"], self.inputs["pixel_values"]))
 
     def test_other_vision_switches(self):
         """QK-norm, RMSNorm layers, a final LayerNorm, no q/k/v bias; feature layers -1 and -2."""

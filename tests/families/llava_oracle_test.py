@@ -29,9 +29,8 @@ from PIL import Image
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import family_oracle  # noqa: E402
 import oracle_lib  # noqa: E402
-from family_oracle import draw_object, noise_png  # noqa: E402
+from family_oracle import PROMPT_TEXT, draw_object, noise_png  # noqa: E402
 
-PROMPT_TEXT = "Is the frog to the left or right of the camel?"
 CHAT_TEMPLATE = (
     "{% for message in messages %}{% if message['role'] != 'system' %}"
     "{{ message['role'].upper() + ': '}}{% endif %}{# Render all images first #}"
@@ -117,16 +116,13 @@ class LlavaOracleTest(family_oracle.FamilyOracle, unittest.TestCase):
     def prepare(cls):
         cls.model_dir = os.path.join(cls.dir, "tiny-llava")
         build_checkpoint(cls.model_dir)
-        # What transformers 5 loads from the folder: the torchvision-based
-        # image processor, as the reference run under transformers 5 would.
-        from transformers import AutoProcessor, CLIPImageProcessorFast
-        cls.processor = AutoProcessor.from_pretrained(cls.model_dir)
-        assert isinstance(cls.processor.image_processor, CLIPImageProcessorFast)
+        # The torchvision-based image processor, as the reference run under transformers 5 would.
+        from transformers import CLIPImageProcessorFast
+        cls.processor = cls.load_processor(cls.model_dir, CLIPImageProcessorFast)
         cls.images = make_images(cls.dir)
         cls.batch_images = cls.images[:2]
         cls.rgb = [Image.open(p).convert("RGB") for p in cls.images]
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT_TEXT}]}]
-        cls.prompt = cls.processor.apply_chat_template(messages, add_generation_prompt=True)
+        cls.prompt = cls.user_prompt(cls.processor)
         assert cls.prompt == "USER: <image>\n" + PROMPT_TEXT + " ASSISTANT:", cls.prompt
         # Batch of two grid images with the same prompt (one token layout).
         cls.inputs = cls.processor(images=cls.rgb[:2], text=[cls.prompt, cls.prompt], return_tensors="pt")

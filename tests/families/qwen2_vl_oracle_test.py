@@ -40,15 +40,13 @@ import unittest
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import family_oracle  # noqa: E402
 import oracle_lib  # noqa: E402
-from family_oracle import DTYPES, REL_BOUND, draw_object, noise_png, scale_of  # noqa: E402
+from family_oracle import DTYPES, PROMPT_TEXT, REL_BOUND, draw_object, scale_of  # noqa: E402
 
 TEMPLATE_FILE = oracle_lib.runfile("spatialid/text/testdata/templates/qwen2_vl.jinja")
-PROMPT_TEXT = "Is the frog to the left or right of the camel?"
 IMAGE_TOKEN_ID, VISION_START_ID, VISION_END_ID = 151655, 151652, 151653
 NUM_TEXT_LAYERS = 3
 TEXT = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=NUM_TEXT_LAYERS, num_attention_heads=4,
@@ -147,11 +145,9 @@ class QwenVLOracleTest(family_oracle.FamilyOracle, unittest.TestCase):
             cls.model_dirs[version] = os.path.join(cls.dir, f"tiny-{version}")
             build_checkpoint(version, cls.model_dirs[version], cls.template)
         cls.model_dir = cls.model_dirs["qwen2_vl"]
-        from transformers import AutoProcessor, Qwen2VLImageProcessorFast
-        cls.processor = AutoProcessor.from_pretrained(cls.model_dirs["qwen2_vl"])
-        assert isinstance(cls.processor.image_processor, Qwen2VLImageProcessorFast)
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT_TEXT}]}]
-        cls.prompt = cls.processor.apply_chat_template(messages, add_generation_prompt=True)
+        from transformers import Qwen2VLImageProcessorFast
+        cls.processor = cls.load_processor(cls.model_dirs["qwen2_vl"], Qwen2VLImageProcessorFast)
+        cls.prompt = cls.user_prompt(cls.processor)
         assert cls.prompt == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
                               "<|vision_start|><|image_pad|><|vision_end|>" + PROMPT_TEXT +
                               "<|im_end|>\n<|im_start|>assistant\n"), cls.prompt

@@ -52,6 +52,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # section 6); half precisions to these stated bounds, against transformers
 # run in that dtype.
 REL_BOUND = {"float32": 1e-4, "bfloat16": 2e-2, "float16": 4e-3}
+# The reference's grid question, the families' shared prompt.
+PROMPT_TEXT = reference.GRID_PROMPT
 # A result that should not change at all when only the work is split
 # differently (early stopping) agrees to matmul rounding.
 SAME_RESULT_BOUND = 1e-5
@@ -153,6 +155,22 @@ class FamilyOracle:
         positions, px_file (and px1_file for batch 1), batch_images (the two
         image paths of `inputs`)."""
         raise NotImplementedError
+
+    @staticmethod
+    def load_processor(model_dir, image_processor_class):
+        """What transformers 5 loads from the folder, as the reference does;
+        its image processor must be the one the family's pixels match."""
+        from transformers import AutoProcessor
+        processor = AutoProcessor.from_pretrained(model_dir)
+        assert isinstance(processor.image_processor, image_processor_class), type(processor.image_processor)
+        return processor
+
+    @staticmethod
+    def user_prompt(processor, text=PROMPT_TEXT, with_image=True, **template_kwargs):
+        """The reference's prompt: one user turn (the image, then the text), the generation prompt."""
+        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
+        return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                             **template_kwargs)
 
     @classmethod
     def save_pixels(cls, name, inputs, rows=None):
@@ -387,8 +405,7 @@ class FamilyOracle:
     def text_prompt_ids(self):
         """Hook: the reference's text-only prompt ids [1, S] (the processor's
         template through its tokenizer)."""
-        messages = [{"role": "user", "content": [{"type": "text", "text": reference.GRID_PROMPT}]}]
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        prompt = self.user_prompt(self.processor, with_image=False)
         return self.processor.tokenizer(prompt, return_tensors="pt")["input_ids"]
 
     def check_text_only(self, text_ids, positions, model_dir=None, dtype_name="float32", label="text-only fp32",
@@ -423,7 +440,8 @@ class FamilyOracle:
 
     def test_cpp_pixels_end_to_end(self):
         """Images -> C++ processor -> forward equals transformers' processor -> model."""
-        self.check_cpp_pixels()
+        got = self.check_cpp_pixels()
+        self.assertTrue(torch.equal(got["pixel_values"], self.inputs["pixel_values"]))
 
     def check_naming_schemes(self, renames, missing, needles, model_dir=None, sharded=False, untied_head=None,
                              keep_folders=True):
