@@ -6,6 +6,10 @@ images; small_id_grid and batch_extraction write their .pt files; the
 reference recipe (tests/reference/spatial_id_reference.py: batch 1,
 output_hidden_states, compute_id / average_id / compute_axes) runs on the
 same images; every file must hold the same keys, dtypes, shapes and values.
+The grid experiment is also checked with --pooling=mean_of_subtokens (the
+recipe averaging the word's sub-token rows; " frog" is two tokens here), and
+examples/compose_extractor (the README's one-line composition) against the
+recipe's rows.
 """
 import os
 import shutil
@@ -25,6 +29,7 @@ SMALL_ID_GRID = oracle_lib.runfile("examples/small_id_grid")
 BATCH_EXTRACTION = oracle_lib.runfile("examples/batch_extraction")
 MAKE_TINY = oracle_lib.runfile("tools/make_tiny_llava.py")
 FIG5 = oracle_lib.runfile("examples/fig5")
+COMPOSE = oracle_lib.runfile("examples/compose_extractor")
 # openmoji code points of the objects the test draws (as tools/setup.sh does).
 CODEPOINTS = {"camel": "1F42B", "frog": "1F438", "dog": "1F415", "cake": "1F382"}
 
@@ -104,9 +109,12 @@ class LlavaEndToEnd(unittest.TestCase):
         cls.grid_out = os.path.join(cls.tmp, "grid_out")
         oracle_lib.run([SMALL_ID_GRID, *cls.common_flags(cls), f"--images={cls.grid_images}",
                         f"--out={cls.grid_out}", "--name=tiny"])
-        cls.grid_e = ref.extract_pair(cls.model, cls.processor,
-                                      os.path.join(cls.grid_images, "camel_frog"),
-                                      ref.GRID_PROMPT, ref.GRID_TARGETS)
+        # Both poolings from one transformers forward per image.
+        cls.grid_es = ref.extract_pair(cls.model, cls.processor, os.path.join(cls.grid_images, "camel_frog"),
+                                       ref.GRID_PROMPT, ref.GRID_TARGETS, poolings=ref.POOLINGS)
+        cls.grid_e = cls.grid_es["last_subtoken"]
+        cls.text_rows = ref.hidden_rows(cls.model, cls.processor, ref.text_inputs(cls.processor, ref.GRID_PROMPT),
+                                        ["left", "right"], None, poolings=ref.POOLINGS)
 
     def common_flags(self):
         return ["--model=llava-7b", f"--model_dir={self.model_dir}", "--dtype=float32", "--quiet",
@@ -119,8 +127,7 @@ class LlavaEndToEnd(unittest.TestCase):
         ax, ay = ref.compute_axes(ids)
         compare_files(self, os.path.join(out, "tiny_x.pt"), ax, "grid x axis", scale_from=ids)
         compare_files(self, os.path.join(out, "tiny_y.pt"), ay, "grid y axis", scale_from=ids)
-        rows = ref.hidden_rows(self.model, self.processor, ref.text_inputs(self.processor, ref.GRID_PROMPT),
-                               ["left", "right"], None)
+        rows = self.text_rows["last_subtoken"]
         tok = self.processor.tokenizer
         text = {layer: {ref.target_token(tok, w): v for w, v in per.items()} for layer, per in rows.items()}
         compare_files(self, os.path.join(out, "tiny_text.pt"), text, "text embeddings")
@@ -210,6 +217,47 @@ class LlavaEndToEnd(unittest.TestCase):
                       "grid IDs, plain engine")
         planned = torch.load(os.path.join(self.grid_out, "tiny.pt"), weights_only=True)
         compare_files(self, os.path.join(out, "tiny.pt"), planned, "grid IDs, plain vs planned")
+
+    def test_grid_mean_of_subtokens_matches_reference(self):
+        """small_id_grid --pooling=mean_of_subtokens against the recipe with that pooling."""
+        out = os.path.join(self.tmp, "grid_mean")
+        oracle_lib.run([SMALL_ID_GRID, *self.common_flags(), f"--images={self.grid_images}",
+                        f"--out={out}", "--name=tiny", "--pooling=mean_of_subtokens"])
+        ids = ref.compute_id(self.grid_es["mean_of_subtokens"])
+        compare_files(self, os.path.join(out, "tiny.pt"), ids, "grid IDs, mean_of_subtokens")
+        ax, ay = ref.compute_axes(ids)
+        compare_files(self, os.path.join(out, "tiny_x.pt"), ax, "grid x axis, mean_of_subtokens", scale_from=ids)
+        compare_files(self, os.path.join(out, "tiny_y.pt"), ay, "grid y axis, mean_of_subtokens", scale_from=ids)
+        rows = self.text_rows["mean_of_subtokens"]
+        tok = self.processor.tokenizer
+        text = {layer: {ref.target_token(tok, w): v for w, v in per.items()} for layer, per in rows.items()}
+        compare_files(self, os.path.join(out, "tiny_text.pt"), text, "text embeddings, mean_of_subtokens")
+        # " frog" is two sub-tokens: the two poolings must give different IDs,
+        # or this check could not tell them apart.
+        frog = ref.target_token(tok, "frog")
+        self.assertGreater(len(tok.tokenize(" frog")), 1)
+        last = ref.compute_id(self.grid_e)
+        gap = max((ids[layer][frog][k] - last[layer][frog][k]).abs().max().item()
+                  for layer in ids for k in ids[layer][frog])
+        self.assertGreater(gap, 0.0, "mean_of_subtokens should differ from last_subtoken for frog")
+
+    def test_compose_extractor_example_matches_reference(self):
+        """examples/compose_extractor (Extractor<Llava> with Reference{.last = 2} and
+        mean_of_subtokens composed in one line) against the recipe's rows."""
+        images = ref.list_pair_images(os.path.join(self.grid_images, "camel_frog"))[:2]
+        paths = [p for _, _, p in images]
+        out = os.path.join(self.tmp, "compose.pt")
+        proc = oracle_lib.run([COMPOSE, f"--model_dir={self.model_dir}", f"--images={','.join(paths)}",
+                               "--question=" + ref.GRID_PROMPT, "--words=" + ",".join(ref.GRID_TARGETS),
+                               "--last=2", "--pooling=mean_of_subtokens", "--dtype=float32", f"--out={out}"])
+        print(proc.stdout.strip())
+        # The recipe's rows of these images, from setUpClass's forwards.
+        tok = self.processor.tokenizer
+        e = self.grid_es["mean_of_subtokens"]
+        expect = {layer: {ref.target_token(tok, w): torch.stack([e[layer][ref.target_token(tok, w)][a][key]
+                                                                  for a, key, _ in images])
+                          for w in ref.GRID_TARGETS} for layer in (0, 1, 2)}
+        compare_files(self, out, expect, "compose_extractor rows (layers 0..2, mean_of_subtokens)")
 
     def test_clear_errors(self):
         cases = [

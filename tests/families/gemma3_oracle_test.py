@@ -15,31 +15,33 @@ tokenizer (npm files, chat template included) makes the prompt; the
 processor's settings match the tiny tower (448 x 448, bilinear, 0.5/0.5,
 image_seq_length 64).
 
-Checks: pixels against both transformers processors; prompt ids against
-the processor; every hidden state at several positions in fp32 and bf16
-(transformers in the same dtype, with the processor's token_type_ids as the
-reference passes them); a truncated layer request (as gemma-4b keeps 0..29
-of 34) and positions inside the image block; the image features; the
-text-only forward; naming schemes; real gemma-3-4b/12b config.json files
+The shared checks (tests/python/family_oracle.py) run with Gemma 3's
+parameters: every hidden state in fp32 and bf16 (transformers in the same
+dtype, with the processor's token_type_ids as the reference passes them;
+batch 1 bit for bit), the image features, the text-only forward, C++ pixels
+end to end, naming schemes, the planned forward (explicit masks with a
+prefix cache), the whole extractor against the reference recipe (the
+template writes <bos>, so the two BOS rules differ). Gemma 3's own: pixels
+against both transformers processors; prompt ids against the processor; that
+both masks matter; a truncated layer request (as gemma-4b keeps 0..29 of 34)
+and positions inside the image block; real gemma-3-4b/12b config.json files
 and the 896 px token count; error reporting. Figures are printed.
 """
 import json
 import os
 import shutil
 import sys
-import time
 import unittest
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import family_oracle  # noqa: E402
 import oracle_lib  # noqa: E402
+from family_oracle import PROMPT_TEXT, scale_of  # noqa: E402
 
-CLI = oracle_lib.runfile("tests/families/gemma3_forward_cli")
-PROMPT_TEXT = "Is the frog to the left or right of the camel?"
 LAYER_TYPES = ["sliding_attention", "sliding_attention", "full_attention",
                "sliding_attention", "sliding_attention", "full_attention"]
 NUM_TEXT_LAYERS = len(LAYER_TYPES)
@@ -51,10 +53,6 @@ PROCESSOR_SETTINGS = dict(
     size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, resample=2, do_resize=True, do_rescale=True,
     rescale_factor=1 / 255, do_normalize=True, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
     do_convert_rgb=None, do_pan_and_scan=None)
-# fp32 must agree to 1e-4 of the activation scale (DESIGN.md); bf16 to the
-# stated bound, against transformers run in bf16.
-REL_BOUND = {"float32": 1e-4, "bfloat16": 2e-2}
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 IMAGE_TOKEN_ID = 262144
 
 
@@ -127,35 +125,32 @@ def build_checkpoint(model_dir):
     return model
 
 
-def scale_of(t):
-    return max(float(t.abs().max()), 1e-12)
+class Gemma3OracleTest(family_oracle.FamilyOracle, unittest.TestCase):
+    FAMILY = "gemma3"
+    NUM_TEXT_LAYERS = NUM_TEXT_LAYERS
+    HIDDEN = TEXT_HIDDEN
+    REL_BOUND = {k: family_oracle.REL_BOUND[k] for k in ("float32", "bfloat16")}
+    FEATURE_SHAPE = (2, IMAGE_TOKENS, TEXT_HIDDEN)
+    TEMPLATE_WRITES_BOS = True
+    test_stopping_early_changes_nothing = None  # test_truncated_layers_and_image_positions stops early
 
-
-class Gemma3OracleTest(unittest.TestCase):
     @classmethod
-    def setUpClass(cls):
-        torch.set_num_threads(2)
-        cls.dir = os.path.join(oracle_lib.tmpdir(), "gemma3_oracle")
-        shutil.rmtree(cls.dir, ignore_errors=True)
-        os.makedirs(cls.dir)
+    def prepare(cls):
         cls.model_dir = os.path.join(cls.dir, "tiny-gemma3")
         build_checkpoint(cls.model_dir)
-        from transformers import AutoProcessor, Gemma3ImageProcessorFast
-        cls.processor = AutoProcessor.from_pretrained(cls.model_dir)
-        assert isinstance(cls.processor.image_processor, Gemma3ImageProcessorFast)
+        from transformers import Gemma3ImageProcessorFast
+        cls.processor = cls.load_processor(cls.model_dir, Gemma3ImageProcessorFast)
         cls.images = make_images(cls.dir)
+        cls.batch_images = cls.images[:2]
         cls.rgb = [Image.open(p).convert("RGB") for p in cls.images]
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT_TEXT}]}]
-        cls.prompt = cls.processor.apply_chat_template(messages, add_generation_prompt=True)
+        cls.prompt = cls.user_prompt(cls.processor)
         assert cls.prompt == ("<bos><start_of_turn>user\n<start_of_image>" + PROMPT_TEXT +
                               "<end_of_turn>\n<start_of_turn>model\n"), cls.prompt
         # Batch of two grid images with the same prompt. The template writes
         # <bos> itself, so no second one (apply_chat_template's rule).
-        inputs = cls.processor(images=[[cls.rgb[0]], [cls.rgb[1]]], text=[cls.prompt, cls.prompt], add_special_tokens=False,
-                               return_tensors="pt")
-        cls.input_ids = inputs["input_ids"]
-        cls.token_type_ids = inputs["token_type_ids"]
-        cls.pixel_values = inputs["pixel_values"]
+        cls.inputs = cls.processor(images=[[cls.rgb[0]], [cls.rgb[1]]], text=[cls.prompt, cls.prompt],
+                                   add_special_tokens=False, return_tensors="pt")
+        cls.input_ids = cls.inputs["input_ids"]
         ids = cls.input_ids[0].tolist()
         tok = cls.processor.tokenizer
         cls.targets = {}
@@ -168,85 +163,32 @@ class Gemma3OracleTest(unittest.TestCase):
         ip = cls.image_positions
         cls.positions = sorted({0, ip[0] - 1, ip[0], ip[5], ip[40], ip[-1], ip[-1] + 1,
                                 *cls.targets.values(), len(ids) - 1})
-        cls.px_file = os.path.join(cls.dir, "pixels.safetensors")
-        save_file({"pixel_values": cls.pixel_values.contiguous()}, cls.px_file)
-        cls.px1_file = os.path.join(cls.dir, "pixels1.safetensors")
-        save_file({"pixel_values": cls.pixel_values[:1].contiguous()}, cls.px1_file)
-        cls.hf_cache = {}
+        cls.px_file = cls.save_pixels("pixels", cls.inputs)
+        cls.px1_file = cls.save_pixels("pixels1", cls.inputs, slice(0, 1))
         print(f"\nprompt tokens: {len(ids)}; image tokens {ip[0]}..{ip[-1]}; targets {cls.targets}; "
               f"positions {cls.positions}")
 
-    # -- helpers -----------------------------------------------------------
+    def image_token_id(self):
+        return IMAGE_TOKEN_ID
 
-    def cli(self, name, **flags):
-        out = os.path.join(self.dir, name + ".safetensors")
-        args = [CLI, f"--out={out}", "--threads=2"]
-        for k, v in flags.items():
-            args.append(f"--{k}" if v is True else f"--{k}={v}")
-        proc = oracle_lib.run(args)
-        return load_file(out), proc.stdout
+    def hf_model(self, dtype_name, model_dir=None, config=None, **text_overrides):
+        if text_overrides:
+            from transformers import Gemma3Config
+            config = Gemma3Config.from_pretrained(model_dir or self.model_dir)
+            for k, v in text_overrides.items():
+                setattr(config.text_config, k, v)
+        return super().hf_model(dtype_name, model_dir, config)
 
-    def cli_json(self, **flags):
-        args = [CLI] + [f"--{k}" if v is True else f"--{k}={v}" for k, v in flags.items()]
-        return json.loads(oracle_lib.run(args).stdout.strip().splitlines()[-1])
+    def hf_row_kwargs(self, inputs, b, dtype_name, token_types=True):
+        # With the processor's token_type_ids, as the reference passes them
+        # (they make the image block attend both ways).
+        kw = {"input_ids": inputs["input_ids"][b:b + 1], "pixel_values": inputs["pixel_values"][b:b + 1]}
+        if token_types:
+            kw["token_type_ids"] = inputs["token_type_ids"][b:b + 1]
+        return kw
 
-    def request(self, name, input_ids, positions, layers):
-        path = os.path.join(self.dir, name + ".json")
-        with open(path, "w") as f:
-            json.dump({"input_ids": input_ids.tolist(), "positions": list(positions), "layers": list(layers)}, f)
-        return path
-
-    def hf_model(self, dtype_name, **text_overrides):
-        from transformers import Gemma3Config, Gemma3ForConditionalGeneration
-        # Loaded in the dtype, as the reference does (Module.to(dtype) would
-        # also round the RoPE inverse frequencies kept in fp32).
-        config = Gemma3Config.from_pretrained(self.model_dir)
-        for k, v in text_overrides.items():
-            setattr(config.text_config, k, v)
-        return Gemma3ForConditionalGeneration.from_pretrained(self.model_dir, config=config,
-                                                              dtype=DTYPES[dtype_name]).eval()
-
-    def hf_hidden(self, dtype_name, text_only=False, token_types=True, model=None):
-        """transformers' hidden states, batch 1 per image as the reference runs."""
-        key = (dtype_name, text_only, token_types)
-        if model is None and key in self.hf_cache:
-            return self.hf_cache[key]
-        m = model if model is not None else self.hf_model(dtype_name)
-        per_row = []
-        with torch.no_grad():
-            if text_only:
-                out = m(input_ids=self.text_ids, token_type_ids=torch.zeros_like(self.text_ids),
-                        output_hidden_states=True)
-                per_row.append(torch.stack(out.hidden_states)[:, 0])
-            else:
-                for b in range(self.input_ids.shape[0]):
-                    kw = {"token_type_ids": self.token_type_ids[b:b + 1]} if token_types else {}
-                    out = m(input_ids=self.input_ids[b:b + 1], pixel_values=self.pixel_values[b:b + 1],
-                            output_hidden_states=True, **kw)
-                    per_row.append(torch.stack(out.hidden_states)[:, 0])
-        result = torch.stack(per_row, 1)  # [layers, batch, seq, hidden]
-        if model is None:
-            self.hf_cache[key] = result
-        return result
-
-    def compare(self, ours, ref, label, rel_bound):
-        """Per hidden state: max |diff| against rel_bound x max |activation|."""
-        worst_abs, worst_rel = 0.0, 0.0
-        for layer in range(ref.shape[0]):
-            diff = float((ours[layer].float() - ref[layer].float()).abs().max())
-            rel = diff / scale_of(ref[layer].float())
-            worst_abs, worst_rel = max(worst_abs, diff), max(worst_rel, rel)
-            self.assertLessEqual(rel, rel_bound, f"{label}: hidden state {layer}: max abs diff {diff:.3e}"
-                                 f" is {rel:.2e} of the scale {scale_of(ref[layer].float()):.3e}")
-        print(f"{label}: worst max-abs diff {worst_abs:.3e}, worst relative {worst_rel:.3e} "
-              f"(bound {rel_bound:.0e})")
-        return worst_abs, worst_rel
-
-    def run_forward(self, dtype_name, positions, layers, name, **extra):
-        req = self.request(name, self.input_ids, positions, layers)
-        flags = dict(model_dir=self.model_dir, request=req, dtype=dtype_name, pixels=self.px_file)
-        flags.update(extra)
-        return self.cli(name, **flags)
+    def hf_text_kwargs(self, text_ids):
+        return {"input_ids": text_ids, "token_type_ids": torch.zeros_like(text_ids)}
 
     # -- pixels ------------------------------------------------------------
 
@@ -254,7 +196,8 @@ class Gemma3OracleTest(unittest.TestCase):
         from transformers import AutoImageProcessor, Gemma3ImageProcessorFast
         auto = AutoImageProcessor.from_pretrained(self.model_dir)
         self.assertIsInstance(auto, Gemma3ImageProcessorFast, "transformers 5 should load the fast one")
-        ref = self.processor(images=[[im] for im in self.rgb], text=["<start_of_image>"] * 3, return_tensors="pt")["pixel_values"]
+        ref = self.processor(images=[[im] for im in self.rgb], text=["<start_of_image>"] * 3,
+                             return_tensors="pt")["pixel_values"]
         self.assertTrue(torch.equal(ref, auto(self.rgb, return_tensors="pt")["pixel_values"]))
         got, _ = self.cli("px_fast", mode="preprocess", model_dir=self.model_dir, images=",".join(self.images))
         self.assertEqual(got["pixel_values"].shape, ref.shape)
@@ -286,9 +229,9 @@ class Gemma3OracleTest(unittest.TestCase):
     def test_prompt_ids_match_processor(self):
         tok = self.processor.tokenizer
         for with_image in (True, False):
-            flags = dict(mode="prompt", model_dir=self.model_dir, text=PROMPT_TEXT)
-            if not with_image:
-                flags["text_only"] = True
+            flags = dict(mode="prompt", model_dir=self.model_dir, question=PROMPT_TEXT, bos="chat_template")
+            if with_image:
+                flags["images"] = self.images[0]
             ours = self.cli_json(**flags)
             content = ([{"type": "image", "image": self.rgb[0]}] if with_image else []) + \
                 [{"type": "text", "text": PROMPT_TEXT}]
@@ -296,7 +239,7 @@ class Gemma3OracleTest(unittest.TestCase):
                                                      add_generation_prompt=True, tokenize=True, return_dict=True)
             want = [int(i) for i in np.asarray(out["input_ids"]).reshape(-1)]
             self.assertFalse(ours["add_special_tokens"])
-            self.assertEqual(ours["input_ids"], want, f"with_image={with_image}")
+            self.assertEqual(ours["ids"], want, f"with_image={with_image}")
             if with_image:
                 self.assertEqual(want, self.input_ids[0].tolist())
                 self.assertEqual(sum(1 for i in want if i == IMAGE_TOKEN_ID), IMAGE_TOKENS)
@@ -306,36 +249,12 @@ class Gemma3OracleTest(unittest.TestCase):
             double = self.processor(text=ours["text"], images=images)["input_ids"][0]
             self.assertEqual(double[:2], [tok.bos_token_id, tok.bos_token_id])
             self.assertEqual(double[1:], want)
+            # --bos=processor (the reference's call) gives exactly those ids.
+            self.assertEqual(self.cli_json(**dict(flags, bos="processor"))["ids"], double)
             print(f"prompt with_image={with_image}: {len(want)} ids identical to apply_chat_template"
                   f"(tokenize=True); processor(text=rendered) gives {len(double)} ids starting <bos><bos>")
 
     # -- hidden states -----------------------------------------------------
-
-    def check_dtype(self, dtype_name):
-        layers = list(range(NUM_TEXT_LAYERS + 1))
-        ref = self.hf_hidden(dtype_name)[:, :, self.positions]
-        # Batch 2 in one forward: GEMM blocking may differ from transformers'
-        # batch-1 runs, so rows agree to rounding, within the stated bound.
-        got, _ = self.run_forward(dtype_name, self.positions, layers, f"fwd_{dtype_name}")
-        ours = got["hidden_states"]
-        self.assertEqual(ours.dtype, DTYPES[dtype_name])
-        self.assertEqual(tuple(ours.shape), (len(layers), 2, len(self.positions), TEXT_HIDDEN))
-        self.compare(ours, ref, f"hidden states {dtype_name}, batch 2", REL_BOUND[dtype_name])
-        req = self.request(f"b1_{dtype_name}", self.input_ids[:1], self.positions, layers)
-        one, _ = self.cli(f"b1_{dtype_name}", model_dir=self.model_dir, request=req, dtype=dtype_name,
-                          pixels=self.px1_file)
-        mismatches = int((one["hidden_states"] != ref[:, :1]).sum())
-        print(f"hidden states {dtype_name}, batch 1: {mismatches} of {ref[:, :1].numel()} values differ "
-              f"from transformers")
-        # Batch 1, as the reference runs: the same ATen kernels in the same
-        # order (explicit boolean masks included), so every value is identical.
-        self.assertEqual(mismatches, 0)
-
-    def test_hidden_states_fp32(self):
-        self.check_dtype("float32")
-
-    def test_hidden_states_bf16(self):
-        self.check_dtype("bfloat16")
 
     def test_masks_matter(self):
         """The oracle can tell: without the image-block bidirectional mask, or
@@ -361,88 +280,39 @@ class Gemma3OracleTest(unittest.TestCase):
         got, _ = self.run_forward("float32", self.positions, kept, "truncated")
         self.assertEqual(tuple(got["hidden_states"].shape), (len(kept), 2, len(self.positions), TEXT_HIDDEN))
         self.compare(got["hidden_states"], ref[kept][:, :, self.positions], "layers 0..4 of 0..6 fp32",
-                     REL_BOUND["float32"])
-        full, _ = self.run_forward("float32", self.positions, list(range(NUM_TEXT_LAYERS + 1)), "full")
+                     family_oracle.REL_BOUND["float32"])
         ip = self.image_positions
-        worst = 0.0
-        for positions, layers in (([ip[5]], [2, 3]), ([ip[0], ip[40]], [NUM_TEXT_LAYERS]), ([ip[-1] + 1], [1])):
-            part, _ = self.run_forward("float32", positions, layers, "part")
-            cols = [self.positions.index(p) for p in positions]
-            expect = full["hidden_states"][layers][:, :, cols]
-            worst = max(worst, float((part["hidden_states"] - expect).abs().max()) / scale_of(expect))
-            self.compare(part["hidden_states"], ref[layers][:, :, positions], f"positions {positions} fp32",
-                         REL_BOUND["float32"])
-        print(f"early stop inside the image block vs full forward: worst relative diff {worst:.3e}")
-        self.assertLessEqual(worst, 1e-5)
-
-    def test_image_features_fp32(self):
-        got, _ = self.run_forward("float32", [self.targets["frog"]], [1], "feat", image_features=True)
-        model = self.hf_model("float32")
-        with torch.no_grad():
-            ref = model.model.get_image_features(pixel_values=self.pixel_values).pooler_output
-        self.assertEqual(tuple(got["image_features"].shape), (2, IMAGE_TOKENS, TEXT_HIDDEN))
-        self.compare(got["image_features"].unsqueeze(0), ref.unsqueeze(0), "image features fp32", REL_BOUND["float32"])
+        cases = (([ip[5]], [2, 3]), ([ip[0], ip[40]], [NUM_TEXT_LAYERS]), ([ip[-1] + 1], [1]))
+        parts = self.check_early_stop(cases, label="early stop inside the image block")
+        for (positions, layers), part in zip(cases, parts):
+            self.compare(part, ref[layers][:, :, positions], f"positions {positions} fp32",
+                         family_oracle.REL_BOUND["float32"])
 
     def test_text_only_forward(self):
         messages = [{"role": "user", "content": [{"type": "text", "text": PROMPT_TEXT}]}]
-        out = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                 return_dict=True, return_tensors="pt")
-        type(self).text_ids = out["input_ids"]
-        n = self.text_ids.shape[1]
+        text_ids = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                      return_dict=True, return_tensors="pt")["input_ids"]
+        n = text_ids.shape[1]
         self.assertGreater(n, SLIDING_WINDOW)
-        positions = [0, n // 2, n - 1]
-        req = self.request("text", self.text_ids, positions, range(NUM_TEXT_LAYERS + 1))
-        got, _ = self.cli("text", model_dir=self.model_dir, request=req, dtype="float32", text_only=True)
-        ref = self.hf_hidden("float32", text_only=True)[:, :, positions]
-        self.compare(got["hidden_states"], ref, "text-only fp32", REL_BOUND["float32"])
+        self.check_text_only(text_ids, [0, n // 2, n - 1])
 
-    def test_cpp_pixels_end_to_end(self):
-        """Images -> C++ processor -> forward equals transformers' processor -> model."""
-        req = self.request("e2e", self.input_ids, self.positions, [0, 3, NUM_TEXT_LAYERS])
-        got, _ = self.cli("e2e", model_dir=self.model_dir, request=req, dtype="float32",
-                          images=",".join(self.images[:2]))
-        self.assertTrue(torch.equal(got["pixel_values"], self.pixel_values))
-        ref = self.hf_hidden("float32")[[0, 3, NUM_TEXT_LAYERS]][:, :, self.positions]
-        self.compare(got["hidden_states"], ref, "end to end fp32", REL_BOUND["float32"])
+    def cpp_pixels_layers(self):
+        return [0, 3, NUM_TEXT_LAYERS]
 
     # -- checkpoints and configs -------------------------------------------
 
     def test_checkpoint_naming_schemes(self):
         """Hub/save_pretrained, module (>= 4.52) and bare Gemma3Model names load alike."""
-        weights = load_file(os.path.join(self.model_dir, "model.safetensors"))
+        weights = self.check_naming_schemes(
+            renames={
+                "module": [("language_model.model.", "model.language_model."), ("vision_tower.", "model.vision_tower."),
+                           ("multi_modal_projector.", "model.multi_modal_projector.")],
+                "bare": [("language_model.model.", "language_model.")],
+            },
+            untied_head=("module", "language_model.model.embed_tokens.weight"),
+            missing=["language_model.model.layers.2.post_feedforward_layernorm.weight"],
+            needles="missing (language_model.model.layers.2.post_feedforward_layernorm.weight)")
         self.assertIn("language_model.model.embed_tokens.weight", weights, "save_pretrained naming changed")
-        renames = {
-            "module": [("language_model.model.", "model.language_model."), ("vision_tower.", "model.vision_tower."),
-                       ("multi_modal_projector.", "model.multi_modal_projector.")],
-            "bare": [("language_model.model.", "language_model.")],
-        }
-        req = self.request("names", self.input_ids, self.positions, [1, NUM_TEXT_LAYERS])
-        base, _ = self.cli("names_legacy", model_dir=self.model_dir, request=req, pixels=self.px_file)
-        for scheme, rules in renames.items():
-            folder = os.path.join(self.dir, f"ckpt_{scheme}")
-            shutil.rmtree(folder, ignore_errors=True)
-            shutil.copytree(self.model_dir, folder)
-            renamed = {}
-            for k, v in weights.items():
-                for old, new in rules:
-                    if k.startswith(old):
-                        k = new + k[len(old):]
-                        break
-                renamed[k] = v
-            if scheme == "module":  # an untied LM head, as some exports write it
-                renamed["lm_head.weight"] = weights["language_model.model.embed_tokens.weight"].clone()
-            save_file(renamed, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
-            got, _ = self.cli(f"names_{scheme}", model_dir=folder, request=req, pixels=self.px_file)
-            self.assertTrue(torch.equal(got["hidden_states"], base["hidden_states"]), scheme)
-        folder = os.path.join(self.dir, "ckpt_missing")
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(self.model_dir, folder)
-        broken = dict(weights)
-        del broken["language_model.model.layers.2.post_feedforward_layernorm.weight"]
-        save_file(broken, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("missing", model_dir=folder, request=req, pixels=self.px_file)
-        self.assertIn("missing (language_model.model.layers.2.post_feedforward_layernorm.weight)", str(ctx.exception))
 
     def test_real_gemma3_configs_and_896px_token_count(self):
         """config.json as google/gemma-3-4b-it and -12b-it spell it (most keys
@@ -462,10 +332,7 @@ class Gemma3OracleTest(unittest.TestCase):
                    "initializer_range": 0.02, "mm_tokens_per_image": 256, "model_type": "gemma3",
                    "text_config": text, "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0",
                    "vision_config": vision}
-            folder = os.path.join(self.dir, f"real_config_{name}")
-            os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, "config.json"), "w") as f:
-                json.dump(cfg, f)
+            folder = self.write_config(f"real_config_{name}", cfg)
             ours = self.cli_json(mode="config", model_dir=folder)
             hf = Gemma3Config.from_pretrained(folder)
             t, v = hf.text_config, hf.vision_config
@@ -502,11 +369,14 @@ class Gemma3OracleTest(unittest.TestCase):
         out = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
                                             tokenize=True, return_dict=True, return_tensors="pt")
         want = out["input_ids"][0].tolist()
-        ours = self.cli_json(mode="prompt", model_dir=real, text=PROMPT_TEXT)
-        self.assertEqual(ours["input_ids"], want)
+        # The prompt mode also writes the C++ processor's pixels for the image.
+        got, stdout = self.cli("px_896", mode="prompt", model_dir=real, question=PROMPT_TEXT,
+                               images=self.images[0], bos="chat_template")
+        ours = json.loads(stdout.strip().splitlines()[-1])
+        self.assertEqual(ours["ids"], want)
         n_image = want.count(IMAGE_TOKEN_ID)
         self.assertEqual(n_image, 256)
-        got, _ = self.cli("px_896", mode="preprocess", model_dir=real, images=self.images[0])
+        self.assertEqual(ours["tokens_per_image"], 256)
         self.assertTrue(torch.equal(got["pixel_values"], out["pixel_values"]))
         self.assertEqual(tuple(got["pixel_values"].shape), (1, 3, 896, 896))
         print(f"896x896 image: {n_image} <image_soft_token> of {len(want)} prompt ids, identical to "
@@ -516,50 +386,22 @@ class Gemma3OracleTest(unittest.TestCase):
         ids = self.input_ids.clone()
         ids[:, self.image_positions[3]] = 108
         req = self.request("bad", ids, [0], [0])
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("bad", model_dir=self.model_dir, request=req, pixels=self.px_file)
-        self.assertIn(f"{2 * IMAGE_TOKENS - 2} image tokens", str(ctx.exception))
+        self.cli_error("bad", f"{2 * IMAGE_TOKENS - 2} image tokens", model_dir=self.model_dir, request=req,
+                       pixels=self.px_file)
         req = self.request("bad2", self.input_ids, [self.input_ids.shape[1]], [0])
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("bad2", model_dir=self.model_dir, request=req, pixels=self.px_file)
-        self.assertIn("outside the sequence", str(ctx.exception))
+        self.cli_error("bad2", "outside the sequence", model_dir=self.model_dir, request=req, pixels=self.px_file)
         req = self.request("bad3", self.input_ids, [0], [NUM_TEXT_LAYERS + 1])
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("bad3", model_dir=self.model_dir, request=req, pixels=self.px_file)
-        self.assertIn("outside 0..6", str(ctx.exception))
-        other = os.path.join(self.dir, "not_gemma3")
-        shutil.rmtree(other, ignore_errors=True)
-        shutil.copytree(self.model_dir, other)
-        with open(os.path.join(other, "config.json")) as f:
-            cfg = json.load(f)
-        cfg["model_type"] = "llava"
-        with open(os.path.join(other, "config.json"), "w") as f:
-            json.dump(cfg, f)
+        self.cli_error("bad3", "outside 0..6", model_dir=self.model_dir, request=req, pixels=self.px_file)
         req = self.request("other", self.input_ids, [0], [0])
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("other", model_dir=other, request=req, pixels=self.px_file)
-        self.assertIn('model_type: expected "gemma3", got "llava"', str(ctx.exception))
+        self.check_other_family_refused("llava", 'model_type: expected "gemma3", got "llava"', request=req,
+                                        pixels=self.px_file)
 
     # -- speed (reported, not asserted) -------------------------------------
 
     def test_zz_throughput_report(self):
         """Rough CPU throughput, batch 1, reference recipe vs spatialid's forward."""
-        ids, px, tt = self.input_ids[:1], self.pixel_values[:1], self.token_type_ids[:1]
-        model = self.hf_model("float32")
-        reps = 3
-        with torch.no_grad():
-            model(input_ids=ids, pixel_values=px, token_type_ids=tt, output_hidden_states=True)
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                model(input_ids=ids, pixel_values=px, token_type_ids=tt, output_hidden_states=True)
-            hf = (time.perf_counter() - t0) / reps
-        req = self.request("speed", ids, [self.targets["frog"]], list(range(NUM_TEXT_LAYERS)))
-        _, stdout = self.cli("speed", model_dir=self.model_dir, request=req, dtype="float32",
-                             pixels=self.px1_file, repeat=reps)
-        ours = float(stdout.split("forward_seconds=")[1].split()[0])
-        print(f"throughput (tiny model, CPU, 2 threads): transformers {1 / hf:.1f} images/s, "
-              f"spatialid {1 / ours:.1f} images/s, ratio {hf / ours:.2f}x")
-        self.assertGreater(ours, 0.0)
+        self.check_throughput(self.hf_row_kwargs(self.inputs, 0, "float32"), self.input_ids[:1], self.px1_file,
+                              reps=3, layers=list(range(NUM_TEXT_LAYERS)))
 
 
 if __name__ == "__main__":

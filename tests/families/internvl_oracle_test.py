@@ -17,11 +17,16 @@ LayerNorm, no q/k/v bias, vision feature layer -1 and -2).
 Images: two 720x480 grid-style PNGs (objects on transparency, read with
 .convert("RGB"), so a 3x2 grid + thumbnail = 7 patches), an 896x896 one (the
 reference's canvas: 2x2 + thumbnail = 5 patches, 1280 image tokens) and an
-odd-sized noise image. Checks: pixels and patch counts against both
+odd-sized noise image.
+
+The shared checks (tests/python/family_oracle.py) run with InternVL's
+parameters: every hidden state in fp32 and bf16 (batch 1 within the bound),
+image features, early stopping, the text-only forward, C++ pixels end to
+end, naming schemes, the planned forward, the whole extractor against the
+reference recipe. InternVL's own: pixels and patch counts against both
 GOT-OCR2 processors, tile grids against get_optimal_tiled_canvas, prompt ids
-against the processor, every hidden state at several positions in fp32 and
-bf16, image features, early stopping, the text-only forward, checkpoint
-naming schemes, real config spellings and error reporting.
+against the processor, the other vision switches, real config spellings and
+error reporting.
 """
 import json
 import os
@@ -36,11 +41,11 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import family_oracle  # noqa: E402
 import oracle_lib  # noqa: E402
+from family_oracle import PROMPT_TEXT  # noqa: E402
 
-CLI = oracle_lib.runfile("tests/families/internvl_forward_cli")
-PROMPT_TEXT = "Is the frog to the left or right of the camel?"
-# The hub's chat_template.jinja (481 bytes; MODELS.md section 1.4).
+# The hub's chat_template.jinja (481 bytes; docs/model_facts.md section 1.4).
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
@@ -54,10 +59,7 @@ GOT_SETTINGS = dict(do_resize=True, size={"height": 448, "width": 448}, resample
                     image_std=[0.229, 0.224, 0.225], do_convert_rgb=True, min_patches=1, max_patches=12)
 NUM_TEXT_LAYERS = 3
 HIDDEN = 64
-# fp32 must agree to 1e-4 of the activation scale (DESIGN.md); bf16 to the
-# stated looser bound, against transformers run in bf16.
-REL_BOUND = {"float32": 1e-4, "bfloat16": 2e-2}
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+FP32 = family_oracle.REL_BOUND["float32"]
 
 
 def make_images(folder):
@@ -149,34 +151,35 @@ def build_checkpoint(model_dir, tok, vision_overrides=None, seed=1234, text_over
     return model
 
 
-def scale_of(t):
-    return max(float(t.abs().max()), 1e-12)
+class InternVLOracleTest(family_oracle.FamilyOracle, unittest.TestCase):
+    FAMILY = "internvl"
+    NUM_TEXT_LAYERS = NUM_TEXT_LAYERS
+    HIDDEN = HIDDEN
+    REL_BOUND = {k: family_oracle.REL_BOUND[k] for k in ("float32", "bfloat16")}
+    # Batch 1 runs the vision tower over 7 patches as one batch where
+    # transformers does too, but the decoder's GEMMs block differently.
+    BATCH1 = "bound"
+    FEATURE_SHAPE = (14, 256, HIDDEN)
+    test_zz_throughput_report = None  # side_by_side.py --family=internvl measures it
 
-
-class InternVLOracleTest(unittest.TestCase):
     @classmethod
-    def setUpClass(cls):
-        torch.set_num_threads(2)
-        cls.dir = os.path.join(oracle_lib.tmpdir(), "internvl_oracle")
-        shutil.rmtree(cls.dir, ignore_errors=True)
-        os.makedirs(cls.dir)
+    def prepare(cls):
         cls.model_dir = os.path.join(cls.dir, "tiny-internvl")
         cls.tok = make_tokenizer()
-        cls.model = build_checkpoint(cls.model_dir, cls.tok)
-        from transformers import AutoProcessor, GotOcr2ImageProcessorFast
-        cls.processor = AutoProcessor.from_pretrained(cls.model_dir)
-        assert isinstance(cls.processor.image_processor, GotOcr2ImageProcessorFast)
-        cls.image_token_id = cls.model.config.image_token_id
+        build_checkpoint(cls.model_dir, cls.tok)
+        from transformers import GotOcr2ImageProcessorFast
+        cls.processor = cls.load_processor(cls.model_dir, GotOcr2ImageProcessorFast)
+        cls.image_token = cls.processor.tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
         cls.images = make_images(cls.dir)
+        cls.batch_images = cls.images[:2]
         cls.rgb = [Image.open(p).convert("RGB") for p in cls.images]
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT_TEXT}]}]
-        cls.prompt = cls.processor.apply_chat_template(messages, add_generation_prompt=True)
+        cls.prompt = cls.user_prompt(cls.processor)
         assert cls.prompt == ("<|im_start|>user\n<IMG_CONTEXT>\n" + PROMPT_TEXT +
                               "<|im_end|>\n<|im_start|>assistant\n"), cls.prompt
         # Batch of the two 720x480 grid images (one token layout).
-        inputs = cls.processor(images=cls.rgb[:2], text=[cls.prompt, cls.prompt], return_tensors="pt")
-        cls.input_ids = inputs["input_ids"]
-        cls.pixel_values = inputs["pixel_values"]
+        cls.inputs = cls.processor(images=cls.rgb[:2], text=[cls.prompt, cls.prompt], return_tensors="pt")
+        cls.input_ids = cls.inputs["input_ids"]
+        cls.pixel_values = cls.inputs["pixel_values"]
         cls.num_patches = [7, 7]
         assert cls.pixel_values.shape[0] == 14, cls.pixel_values.shape
         ids = cls.input_ids[0].tolist()
@@ -185,92 +188,32 @@ class InternVLOracleTest(unittest.TestCase):
         for word in ("frog", "left", "right"):
             last = cls.tok.convert_ids_to_tokens(cls.tok(" " + word, add_special_tokens=False)["input_ids"])[-1]
             cls.targets[word] = tokens.index(last)
-        image_positions = [i for i, t in enumerate(ids) if t == cls.image_token_id]
+        image_positions = [i for i, t in enumerate(ids) if t == cls.image_token]
         assert len(image_positions) == 7 * 256, len(image_positions)
         cls.positions = sorted({0, 1, image_positions[0] - 1, image_positions[0], image_positions[300],
                                 image_positions[7 * 256 - 256], image_positions[-1], image_positions[-1] + 1,
                                 *cls.targets.values(), len(ids) - 1})
-        cls.px_file = cls.save_pixels("pixels", cls.pixel_values, cls.num_patches)
-        cls.px1_file = cls.save_pixels("pixels1", cls.pixel_values[:7], cls.num_patches[:1])
-        cls.hf_cache = {}
+        cls.px_file = cls.save_patches("pixels", cls.pixel_values, cls.num_patches)
+        cls.px1_file = cls.save_patches("pixels1", cls.pixel_values[:7], cls.num_patches[:1])
         print(f"\nprompt tokens: {len(ids)}; targets {cls.targets}; positions {cls.positions}")
 
-    # -- helpers -----------------------------------------------------------
-
     @classmethod
-    def save_pixels(cls, name, pixel_values, num_patches):
+    def save_patches(cls, name, pixel_values, num_patches):
         path = os.path.join(cls.dir, name + ".safetensors")
         save_file({"pixel_values": pixel_values.contiguous(),
                    # float32: the C++ safetensors reader takes floating-point tensors.
                    "num_patches": torch.tensor(num_patches, dtype=torch.float32)}, path)
         return path
 
-    def cli(self, name, **flags):
-        out = os.path.join(self.dir, name + ".safetensors")
-        args = [CLI, f"--out={out}", "--threads=2"]
-        for k, v in flags.items():
-            args.append(f"--{k}" if v is True else f"--{k}={v}")
-        proc = oracle_lib.run(args)
-        return (load_file(out) if os.path.exists(out) else None), proc.stdout
+    def image_token_id(self):
+        return self.image_token
 
-    def cli_json(self, **flags):
-        args = [CLI] + [f"--{k}={v}" for k, v in flags.items()]
-        return json.loads(oracle_lib.run(args).stdout.strip().splitlines()[-1])
-
-    def request(self, name, input_ids, positions, layers):
-        path = os.path.join(self.dir, name + ".json")
-        with open(path, "w") as f:
-            json.dump({"input_ids": input_ids.tolist(), "positions": list(positions),
-                       "layers": list(layers)}, f)
-        return path
-
-    def hf_hidden(self, dtype_name, text_only=False, model_dir=None, pixel_values=None, input_ids=None):
-        """transformers' hidden states, batch 1 per image as the reference runs."""
-        model_dir = model_dir or self.model_dir
-        key = (dtype_name, text_only, model_dir)
-        if key not in self.hf_cache:
-            from transformers import InternVLForConditionalGeneration
-            model = InternVLForConditionalGeneration.from_pretrained(model_dir, dtype=DTYPES[dtype_name]).eval()
-            pixel_values = self.pixel_values if pixel_values is None else pixel_values
-            input_ids = self.input_ids if input_ids is None else input_ids
-            rows = []
-            with torch.no_grad():
-                if text_only:
-                    out = model(input_ids=self.text_ids, output_hidden_states=True)
-                    rows.append(torch.stack(out.hidden_states)[:, 0])
-                else:
-                    start = 0
-                    for b in range(input_ids.shape[0]):
-                        n = self.num_patches[b]
-                        out = model(input_ids=input_ids[b:b + 1],
-                                    pixel_values=pixel_values[start:start + n].to(DTYPES[dtype_name]),
-                                    output_hidden_states=True)
-                        start += n
-                        rows.append(torch.stack(out.hidden_states)[:, 0])
-            self.hf_cache[key] = torch.stack(rows, 1)  # [layers, batch, seq, hidden]
-        return self.hf_cache[key]
-
-    def compare(self, ours, ref, label, rel_bound):
-        """Per hidden state: max |diff| against rel_bound x max |activation|."""
-        worst_abs, worst_rel = 0.0, 0.0
-        for layer in range(ref.shape[0]):
-            diff = float((ours[layer].float() - ref[layer].float()).abs().max())
-            rel = diff / scale_of(ref[layer].float())
-            worst_abs, worst_rel = max(worst_abs, diff), max(worst_rel, rel)
-            self.assertLessEqual(rel, rel_bound, f"{label}: state {layer}: max abs diff {diff:.3e} is "
-                                 f"{rel:.2e} of the scale {scale_of(ref[layer].float()):.3e}")
-        print(f"{label}: worst max-abs diff {worst_abs:.3e}, worst relative {worst_rel:.3e} (bound {rel_bound:.0e})")
-        return worst_abs, worst_rel
-
-    def run_forward(self, dtype_name, positions, layers, name, model_dir=None, px_file=None, **extra):
-        req = self.request(name, self.input_ids, positions, layers)
-        flags = dict(model_dir=model_dir or self.model_dir, request=req, dtype=dtype_name)
-        if not extra.pop("text_only", False):
-            flags["pixels"] = px_file or self.px_file
-        else:
-            flags["text_only"] = True
-        flags.update(extra)
-        return self.cli(name, **flags)
+    def hf_row_kwargs(self, inputs, b, dtype_name):
+        # Each row's own patches, batch 1 per image as the reference runs.
+        start = sum(self.num_patches[:b])
+        return {"input_ids": inputs["input_ids"][b:b + 1],
+                "pixel_values": inputs["pixel_values"][start:start + self.num_patches[b]].to(
+                    family_oracle.DTYPES[dtype_name])}
 
     # -- pixels and prompts ------------------------------------------------
 
@@ -337,7 +280,7 @@ class InternVLOracleTest(unittest.TestCase):
         path = os.path.join(self.dir, "grids.json")
         with open(path, "w") as f:
             json.dump(cases, f)
-        ours = json.loads(oracle_lib.run([CLI, "--mode=grids", f"--request={path}"]).stdout.strip())
+        ours = json.loads(oracle_lib.run([self.tool, "--mode=grids", f"--request={path}"]).stdout.strip())
         ref = [list(get_optimal_tiled_canvas((h, w), (448, 448), lo, hi)) for h, w, lo, hi in cases]
         mismatches = [(c, o, r) for c, o, r in zip(cases, ours, ref) if o != r]
         print(f"tile grids: {len(cases) - len(mismatches)} of {len(cases)} match get_optimal_tiled_canvas")
@@ -345,114 +288,49 @@ class InternVLOracleTest(unittest.TestCase):
         self.assertEqual(ours[0], [2, 2])
 
     def test_prompt_ids_match_processor(self):
-        """Template + ImagePromptFor expansion + tokenizer == InternVLProcessor's ids."""
+        """Template + the image expansion + tokenizer == InternVLProcessor's ids."""
         for index, expect_patches in ((0, 7), (2, 5)):
-            got = self.cli_json(mode="prompt", model_dir=self.model_dir, images=self.images[index])
+            got = self.cli_json(mode="prompt", model_dir=self.model_dir, question=PROMPT_TEXT,
+                                images=self.images[index])
             ref = self.processor(images=[self.rgb[index]], text=[self.prompt], return_tensors="pt")
             ref_ids = ref["input_ids"][0].tolist()
             self.assertEqual(got["num_patches"], [expect_patches])
             self.assertEqual(got["tokens_per_image"], 256 * expect_patches)
-            self.assertEqual(ref_ids.count(self.image_token_id), 256 * expect_patches)
-            self.assertEqual(got["image_token_id"], self.image_token_id)
+            self.assertEqual(ref_ids.count(self.image_token), 256 * expect_patches)
+            self.assertEqual(got["image_token_id"], self.image_token)
             self.assertEqual(got["ids"], ref_ids, f"image {index}: ids differ from InternVLProcessor's")
             print(f"prompt ids for {os.path.basename(self.images[index])} ({self.rgb[index].size[0]}x"
                   f"{self.rgb[index].size[1]}): {len(ref_ids)} ids equal the processor's; "
                   f"{got['tokens_per_image']} image tokens")
         self.assertEqual(got["tokens_per_image"], 1280, "an 896x896 image must give 1280 image tokens")
 
-    def test_extractor_pipeline_matches_transformers(self):
-        """extract::Extractor<InternVL>: prompt, targets and rows as the reference computes them."""
-        out = os.path.join(self.dir, "extract.safetensors")
-        proc = oracle_lib.run([CLI, "--mode=extract", f"--model_dir={self.model_dir}", "--dtype=float32",
-                               f"--images={','.join(self.images[:2])}", f"--out={out}", "--threads=2"])
-        info = json.loads(proc.stdout.strip().splitlines()[-1])
-        self.assertEqual(info["ids"], self.input_ids[0].tolist())
-        got = load_file(out)
-        ref = self.hf_hidden("float32")
-        for word, position in self.targets.items():
-            self.assertEqual(info["positions"][word], [position], word)
-            self.assertEqual(tuple(got[f"target_{word}"].shape), (NUM_TEXT_LAYERS + 1, 2, HIDDEN))
-            self.compare(got[f"target_{word}"].unsqueeze(2), ref[:, :, [position]],
-                         f"extractor '{word}' fp32", REL_BOUND["float32"])
-
     # -- hidden states -----------------------------------------------------
 
-    def check_dtype(self, dtype_name):
-        layers = list(range(NUM_TEXT_LAYERS + 1))
-        ref = self.hf_hidden(dtype_name)[:, :, self.positions]
-        got, _ = self.run_forward(dtype_name, self.positions, layers, f"fwd_{dtype_name}")
-        ours = got["hidden_states"]
-        self.assertEqual(ours.dtype, DTYPES[dtype_name])
-        self.assertEqual(tuple(ours.shape), (len(layers), 2, len(self.positions), HIDDEN))
-        self.compare(ours, ref, f"hidden states {dtype_name}, batch 2", REL_BOUND[dtype_name])
-        # Batch 1, as the reference runs it.
-        req = self.request(f"b1_{dtype_name}", self.input_ids[:1], self.positions, layers)
-        one, _ = self.cli(f"b1_{dtype_name}", model_dir=self.model_dir, request=req, dtype=dtype_name,
-                          pixels=self.px1_file)
-        mismatches = int((one["hidden_states"] != ref[:, :1]).sum())
-        print(f"hidden states {dtype_name}, batch 1: {mismatches} of {ref[:, :1].numel()} values differ "
-              f"from transformers")
-        self.compare(one["hidden_states"], ref[:, :1], f"hidden states {dtype_name}, batch 1",
-                     REL_BOUND[dtype_name])
-
-    def test_hidden_states_fp32(self):
-        self.check_dtype("float32")
-
-    def test_hidden_states_bf16(self):
-        self.check_dtype("bfloat16")
-
-    def test_image_features_fp32(self):
-        got, _ = self.run_forward("float32", [self.targets["frog"]], [NUM_TEXT_LAYERS], "feat",
-                                  image_features=True)
-        with torch.no_grad():
-            ref = self.model.model.get_image_features(pixel_values=self.pixel_values).pooler_output
-        self.assertEqual(tuple(got["image_features"].shape), (14, 256, HIDDEN))
-        self.compare(got["image_features"].unsqueeze(0), ref.unsqueeze(0), "image features fp32",
-                     REL_BOUND["float32"])
-
-    def test_stopping_early_changes_nothing(self):
-        full, _ = self.run_forward("float32", self.positions, list(range(NUM_TEXT_LAYERS + 1)), "full")
+    def early_stop_cases(self):
         frog = self.targets["frog"]
         first_image = self.positions[3]
         # The last case ends before the image: the vision tower is skipped.
-        cases = [([frog], [0, 2]), ([frog, first_image], [1]), ([first_image], [NUM_TEXT_LAYERS]), ([1], [0, 1])]
-        worst = 0.0
-        for positions, layers in cases:
-            part, _ = self.run_forward("float32", positions, layers, "part")
-            cols = [self.positions.index(p) for p in positions]
-            expect = full["hidden_states"][layers][:, :, cols]
-            diff = float((part["hidden_states"] - expect).abs().max())
-            worst = max(worst, diff / scale_of(expect))
-        print(f"early stop vs full forward: worst relative diff {worst:.3e}")
-        self.assertLessEqual(worst, 1e-5)
+        return [([frog], [0, 2]), ([frog, first_image], [1]), ([first_image], [NUM_TEXT_LAYERS]), ([1], [0, 1])]
 
     def test_text_only_forward(self):
-        messages = [{"role": "user", "content": [{"type": "text", "text": PROMPT_TEXT}]}]
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        prompt = self.user_prompt(self.processor, with_image=False)
         self.assertEqual(prompt, "<|im_start|>user\n" + PROMPT_TEXT + "<|im_end|>\n<|im_start|>assistant\n")
-        type(self).text_ids = self.processor.tokenizer(prompt, return_tensors="pt")["input_ids"]
-        n = self.text_ids.shape[1]
-        positions = [0, n // 2, n - 1]
-        req = self.request("text", self.text_ids, positions, range(NUM_TEXT_LAYERS + 1))
-        got, _ = self.cli("text", model_dir=self.model_dir, request=req, dtype="float32", text_only=True)
-        ref = self.hf_hidden("float32", text_only=True)[:, :, positions]
-        self.compare(got["hidden_states"], ref, "text-only fp32", REL_BOUND["float32"])
+        text_ids = self.processor.tokenizer(prompt, return_tensors="pt")["input_ids"]
+        n = text_ids.shape[1]
+        self.check_text_only(text_ids, [0, n // 2, n - 1])
 
     def test_cpp_pixels_end_to_end(self):
         """Images -> C++ processor -> forward equals transformers' processor -> model."""
-        req = self.request("e2e", self.input_ids, self.positions, [0, NUM_TEXT_LAYERS])
-        got, _ = self.cli("e2e", model_dir=self.model_dir, request=req, dtype="float32",
-                          images=",".join(self.images[:2]))
+        got = self.check_cpp_pixels()
         self.assertEqual(got["num_patches"].tolist(), self.num_patches)
-        ref = self.hf_hidden("float32")[[0, NUM_TEXT_LAYERS]][:, :, self.positions]
-        self.compare(got["hidden_states"], ref, "end to end fp32", REL_BOUND["float32"])
+        self.assertTrue(torch.equal(got["pixel_values"], self.inputs["pixel_values"]))
 
     def test_other_vision_switches(self):
         """QK-norm, RMSNorm layers, a final LayerNorm, no q/k/v bias; feature layers -1 and -2."""
         for layer in (-1, -2):
             folder = os.path.join(self.dir, f"variant_{-layer}")
             shutil.rmtree(folder, ignore_errors=True)
-            model = build_checkpoint(folder, self.tok, seed=99, vision_overrides=dict(
+            build_checkpoint(folder, self.tok, seed=99, vision_overrides=dict(
                 use_qk_norm=True, norm_type="rms_norm", use_mean_pooling=False, attention_bias=False,
                 layer_norm_eps=1e-5, vision_feature_layer=layer))
             names = load_file(os.path.join(folder, "model.safetensors"))
@@ -462,73 +340,31 @@ class InternVLOracleTest(unittest.TestCase):
             layers = list(range(NUM_TEXT_LAYERS + 1)) if layer == -1 else [0]
             got, _ = self.run_forward("float32", self.positions, layers, f"variant_{-layer}", model_dir=folder,
                                       image_features=True)
-            with torch.no_grad():
-                feats = model.model.get_image_features(pixel_values=self.pixel_values).pooler_output
+            feats = self.hf_image_features(self.inputs, folder)
             self.compare(got["image_features"].unsqueeze(0), feats.unsqueeze(0),
-                         f"variant (feature layer {layer}) image features fp32", REL_BOUND["float32"])
+                         f"variant (feature layer {layer}) image features fp32", FP32)
             if layer == -1:  # the decoder is the same for both; check it once
                 ref = self.hf_hidden("float32", model_dir=folder)[:, :, self.positions]
-                self.compare(got["hidden_states"], ref, f"variant (feature layer {layer}) hidden states fp32",
-                             REL_BOUND["float32"])
-            del model
+                self.compare(got["hidden_states"], ref, f"variant (feature layer {layer}) hidden states fp32", FP32)
 
     # -- checkpoints and configs -------------------------------------------
 
     def test_checkpoint_naming_schemes(self):
         """Hub/save_pretrained, module (>= 4.52) and bare InternVLModel names load alike."""
-        weights = load_file(os.path.join(self.model_dir, "model.safetensors"))
+        weights = self.check_naming_schemes(
+            renames={
+                "module": [("language_model.model.", "model.language_model."),
+                           ("vision_tower.", "model.vision_tower."),
+                           ("multi_modal_projector.", "model.multi_modal_projector.")],
+                "bare": [("language_model.model.", "language_model.")],
+            },
+            # An untied head, as the big checkpoints have.
+            untied_head=("module", "language_model.model.embed_tokens.weight"),
+            sharded=True,
+            missing=["vision_tower.encoder.layer.1.lambda_2"],
+            needles="missing (vision_tower.encoder.layer.1.lambda_2)")
         self.assertIn("language_model.model.embed_tokens.weight", weights, "save_pretrained naming changed")
         self.assertFalse(any("lm_head" in k for k in weights), "tied embeddings: no lm_head in the file")
-        renames = {
-            "module": [("language_model.model.", "model.language_model."),
-                       ("vision_tower.", "model.vision_tower."),
-                       ("multi_modal_projector.", "model.multi_modal_projector.")],
-            "bare": [("language_model.model.", "language_model.")],
-        }
-        req = self.request("names", self.input_ids, self.positions, [1, NUM_TEXT_LAYERS])
-        base, _ = self.cli("names_legacy", model_dir=self.model_dir, request=req, pixels=self.px_file)
-        for scheme, rules in renames.items():
-            folder = os.path.join(self.dir, f"ckpt_{scheme}")
-            shutil.rmtree(folder, ignore_errors=True)
-            shutil.copytree(self.model_dir, folder)
-            renamed = {}
-            for k, v in weights.items():
-                for old, new in rules:
-                    if k.startswith(old):
-                        k = new + k[len(old):]
-                        break
-                renamed[k] = v
-            if scheme == "module":  # an untied head, as the big checkpoints have
-                renamed["lm_head.weight"] = weights["language_model.model.embed_tokens.weight"].clone()
-            save_file(renamed, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
-            got, _ = self.cli(f"names_{scheme}", model_dir=folder, request=req, pixels=self.px_file)
-            self.assertTrue(torch.equal(got["hidden_states"], base["hidden_states"]), scheme)
-        # Sharded like the real downloads.
-        folder = os.path.join(self.dir, "ckpt_sharded")
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(self.model_dir, folder)
-        os.remove(os.path.join(folder, "model.safetensors"))
-        names = sorted(weights)
-        shards = [names[: len(names) // 2], names[len(names) // 2:]]
-        weight_map = {}
-        for i, part in enumerate(shards):
-            file = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            save_file({k: weights[k] for k in part}, os.path.join(folder, file), metadata={"format": "pt"})
-            weight_map.update({k: file for k in part})
-        with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
-            json.dump({"metadata": {}, "weight_map": weight_map}, f)
-        got, _ = self.cli("names_sharded", model_dir=folder, request=req, pixels=self.px_file)
-        self.assertTrue(torch.equal(got["hidden_states"], base["hidden_states"]), "sharded")
-        # A missing weight is reported by name.
-        folder = os.path.join(self.dir, "ckpt_missing")
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(self.model_dir, folder)
-        broken = dict(weights)
-        del broken["vision_tower.encoder.layer.1.lambda_2"]
-        save_file(broken, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("missing", model_dir=folder, request=req, pixels=self.px_file)
-        self.assertIn("missing (vision_tower.encoder.layer.1.lambda_2)", str(ctx.exception))
 
     def test_real_internvl3_configs_resolve_like_transformers(self):
         """config.json spelled as the 4.52-era hub files are (rope_scaling, torch_dtype)."""
@@ -557,10 +393,7 @@ class InternVLOracleTest(unittest.TestCase):
                    "projector_hidden_act": "gelu", "text_config": text, "torch_dtype": "bfloat16",
                    "transformers_version": "4.52.0.dev0", "vision_config": vision, "vision_feature_layer": -1,
                    "vision_feature_select_strategy": "default"}
-            folder = os.path.join(self.dir, f"real_config_{name}")
-            os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, "config.json"), "w") as f:
-                json.dump(cfg, f)
+            folder = self.write_config(f"real_config_{name}", cfg)
             ours = self.cli_json(mode="config", model_dir=folder)
             hf = InternVLConfig.from_pretrained(folder)
             t, v = hf.text_config, hf.vision_config
@@ -587,41 +420,27 @@ class InternVLOracleTest(unittest.TestCase):
         ids = self.input_ids[:, :-1].clone()
         ids[:, self.positions[3]] = 1
         req = self.request("bad", ids, [0], [0])
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("bad", model_dir=self.model_dir, request=req, pixels=self.px_file)
-        self.assertIn("sequence 0 holds 1791 image tokens", str(ctx.exception))
+        self.cli_error("bad", "sequence 0 holds 1791 image tokens", model_dir=self.model_dir, request=req,
+                       pixels=self.px_file)
         # Patches that do not add up to the pixels.
-        wrong = self.save_pixels("pixels_wrong", self.pixel_values, [7, 6])
+        wrong = self.save_patches("pixels_wrong", self.pixel_values, [7, 6])
         req = self.request("bad1", self.input_ids, [0], [0])
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("bad1", model_dir=self.model_dir, request=req, pixels=wrong)
-        self.assertIn("num_patches adds up to 13 but pixel_values holds 14", str(ctx.exception))
+        self.cli_error("bad1", "num_patches adds up to 13 but pixel_values holds 14", model_dir=self.model_dir,
+                       request=req, pixels=wrong)
         # A position past the end.
         req = self.request("bad2", self.input_ids, [self.input_ids.shape[1]], [0])
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("bad2", model_dir=self.model_dir, request=req, pixels=self.px_file)
-        self.assertIn("outside the sequence", str(ctx.exception))
+        self.cli_error("bad2", "outside the sequence", model_dir=self.model_dir, request=req, pixels=self.px_file)
         # A checkpoint of another family.
-        other = os.path.join(self.dir, "not_internvl")
-        shutil.rmtree(other, ignore_errors=True)
-        shutil.copytree(self.model_dir, other)
-        with open(os.path.join(other, "config.json")) as f:
-            cfg = json.load(f)
-        cfg["model_type"] = "llava"
-        with open(os.path.join(other, "config.json"), "w") as f:
-            json.dump(cfg, f)
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("other", model_dir=other, request=req, pixels=self.px_file)
-        self.assertIn('model_type: expected "internvl", got "llava"', str(ctx.exception))
+        other, cfg = self.check_other_family_refused("llava", 'model_type: expected "internvl", got "llava"',
+                                                     request=req, pixels=self.px_file)
         # Sliding-window attention is refused with a message naming the file.
         cfg["model_type"] = "internvl"
         cfg["text_config"]["use_sliding_window"] = True
         cfg["text_config"]["sliding_window"] = 4096
         with open(os.path.join(other, "config.json"), "w") as f:
             json.dump(cfg, f)
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("sliding", model_dir=other, request=req, pixels=self.px_file)
-        self.assertIn("config.json: text_config: use_sliding_window is on", str(ctx.exception))
+        self.cli_error("sliding", "config.json: text_config: use_sliding_window is on", model_dir=other,
+                       request=req, pixels=self.px_file)
 
 
 if __name__ == "__main__":

@@ -12,40 +12,41 @@ Qwen tokenizer (it already holds <|vision_start|> 151652, <|image_pad|>
 default system turn. Images are non-square (h != w), need resizing, and make
 several windows, some cut short by the grid.
 
-Checks: pixels and image_grid_thw against both image processors (several
-min/max pixel settings); the 896 x 896 image-token count (1024); prompt ids
-against the processor; 3D position ids against get_rope_index; the merged
-image features; every hidden state at several positions in fp32, bf16 and
-fp16 (against transformers run in that dtype), with batch 2, with two images
-in one sequence, text only, from C++ pixels; early stopping; checkpoint
-naming schemes; the released config.json files; bad inputs. Worst figures
-are printed and asserted.
+Checks (the shared ones of tests/python/family_oracle.py with Qwen's
+parameters, for both versions where it matters): pixels and image_grid_thw
+against both image processors (several min/max pixel settings); the 896 x
+896 image-token count (1024); prompt ids against the processor; 3D position
+ids against get_rope_index; the merged image features; every hidden state at
+several positions in fp32, bf16 and fp16 (against transformers run in that
+dtype), with batch 2, with two images in one sequence, text only, from C++
+pixels; early stopping; checkpoint naming schemes; the released config.json
+files; bad inputs; the planned forward (M-RoPE positions after a prefix
+cache); the whole extractor against the reference recipe. Worst figures are
+printed and asserted.
 
 transformers 5.3.0 gives Qwen2.5-VL image tokens the temporal position id
 start * tokens_per_second (huggingface/transformers#45325, fixed later);
 spatialid's default keeps the start, as Qwen's code and transformers 4.x do.
 The hidden states are checked both ways: spatialid's 5.3 mode against
 transformers' own positions, the default against transformers given the
-corrected positions.
+corrected positions (and so is the extractor, which runs the default).
 """
 import json
 import os
 import shutil
 import sys
-import time
 import unittest
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
-from safetensors.torch import load_file, save_file
+from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+import family_oracle  # noqa: E402
 import oracle_lib  # noqa: E402
+from family_oracle import DTYPES, PROMPT_TEXT, REL_BOUND, draw_object, scale_of  # noqa: E402
 
-CLI = oracle_lib.runfile("tests/families/qwen2_vl_forward_cli")
 TEMPLATE_FILE = oracle_lib.runfile("spatialid/text/testdata/templates/qwen2_vl.jinja")
-PROMPT_TEXT = "Is the frog to the left or right of the camel?"
 IMAGE_TOKEN_ID, VISION_START_ID, VISION_END_ID = 151655, 151652, 151653
 NUM_TEXT_LAYERS = 3
 TEXT = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=NUM_TEXT_LAYERS, num_attention_heads=4,
@@ -58,10 +59,6 @@ VISION = {
                        out_hidden_size=64, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
                        window_size=56, fullatt_block_indexes=[2], tokens_per_second=2),
 }
-# fp32 must agree to 1e-4 of the activation scale (DESIGN.md); half
-# precisions to these stated bounds, against transformers in that dtype.
-REL_BOUND = {"float32": 1e-4, "bfloat16": 2e-2, "float16": 4e-3}
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def classes(version):
@@ -69,20 +66,6 @@ def classes(version):
     if version == "qwen2_vl":
         return tf.Qwen2VLConfig, tf.Qwen2VLForConditionalGeneration, tf.Qwen2VLProcessor
     return tf.Qwen2_5_VLConfig, tf.Qwen2_5_VLForConditionalGeneration, tf.Qwen2_5_VLProcessor
-
-
-def draw_object(size, kind, colour):
-    """An RGBA object with soft (anti-aliased) edges on transparency."""
-    big = Image.new("RGBA", (size * 4, size * 4), (0, 0, 0, 0))
-    d = ImageDraw.Draw(big)
-    if kind == "camel":
-        d.ellipse([size * 0.4, size * 1.2, size * 3.6, size * 2.8], fill=colour)
-        d.polygon([(size * 1.2, size * 1.3), (size * 1.6, size * 0.5), (size * 2.0, size * 1.3)], fill=colour)
-        d.rectangle([size * 0.8, size * 2.6, size * 1.1, size * 3.9], fill=colour)
-    else:
-        d.ellipse([size * 0.5, size * 0.8, size * 3.5, size * 3.6], fill=colour)
-        d.ellipse([size * 0.9, size * 0.3, size * 1.7, size * 1.1], fill=(255, 255, 255, 255))
-    return big.resize((size, size), Image.LANCZOS)
 
 
 def make_images(folder):
@@ -140,36 +123,38 @@ def build_checkpoint(version, model_dir, template):
     return model
 
 
-def scale_of(t):
-    return max(float(t.abs().max()), 1e-12)
+class QwenVLOracleTest(family_oracle.FamilyOracle, unittest.TestCase):
+    FAMILY = "qwen2_vl"
+    NUM_TEXT_LAYERS = NUM_TEXT_LAYERS
+    HIDDEN = 64
+    BATCH1 = None  # batch 2 only: the reference's batch-1 rows are the same kernels
+    # Named per version below: test_hidden_states_fp32_<version>, _half_precision, test_image_features_match.
+    test_hidden_states_fp32 = None
+    test_hidden_states_bf16 = None
+    test_image_features_fp32 = None
 
-
-class QwenVLOracleTest(unittest.TestCase):
     @classmethod
-    def setUpClass(cls):
-        torch.set_num_threads(2)
-        cls.dir = os.path.join(oracle_lib.tmpdir(), "qwen2_vl_oracle")
-        shutil.rmtree(cls.dir, ignore_errors=True)
-        os.makedirs(cls.dir)
+    def prepare(cls):
         with open(TEMPLATE_FILE) as f:
             cls.template = f.read()
         cls.images = make_images(cls.dir)
+        cls.batch_images = [cls.images["grid0"], cls.images["grid1"]]
         cls.rgb = {k: Image.open(p).convert("RGB") for k, p in cls.images.items()}
         cls.model_dirs = {}
         for version in VISION:
             cls.model_dirs[version] = os.path.join(cls.dir, f"tiny-{version}")
             build_checkpoint(version, cls.model_dirs[version], cls.template)
-        from transformers import AutoProcessor, Qwen2VLImageProcessorFast
-        cls.processor = AutoProcessor.from_pretrained(cls.model_dirs["qwen2_vl"])
-        assert isinstance(cls.processor.image_processor, Qwen2VLImageProcessorFast)
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT_TEXT}]}]
-        cls.prompt = cls.processor.apply_chat_template(messages, add_generation_prompt=True)
+        cls.model_dir = cls.model_dirs["qwen2_vl"]
+        from transformers import Qwen2VLImageProcessorFast
+        cls.processor = cls.load_processor(cls.model_dirs["qwen2_vl"], Qwen2VLImageProcessorFast)
+        cls.prompt = cls.user_prompt(cls.processor)
         assert cls.prompt == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
                               "<|vision_start|><|image_pad|><|vision_end|>" + PROMPT_TEXT +
                               "<|im_end|>\n<|im_start|>assistant\n"), cls.prompt
         # Batch of two grid images with the same prompt (one token layout).
         cls.inputs = cls.processor(images=[cls.rgb["grid0"], cls.rgb["grid1"]], text=[cls.prompt, cls.prompt],
                                    return_tensors="pt")
+        cls.input_ids = cls.inputs["input_ids"]
         ids = cls.inputs["input_ids"][0].tolist()
         tok = cls.processor.tokenizer
         cls.targets = {}
@@ -188,110 +173,83 @@ class QwenVLOracleTest(unittest.TestCase):
         cls.two_inputs = cls.processor(images=[cls.rgb["grid0"], cls.rgb["noise"]], text=[cls.two_prompt],
                                        return_tensors="pt")
         cls.two_px_file = cls.save_pixels("pixels_two", cls.two_inputs)
-        cls.hf_cache = {}
+        cls.fixed_cache = {}
         print(f"\nprompt tokens: {len(ids)}; targets {cls.targets}; positions {cls.positions}; "
               f"two-image prompt tokens: {cls.two_inputs['input_ids'].shape[1]}")
 
     @classmethod
-    def save_pixels(cls, name, inputs):
-        path = os.path.join(cls.dir, name + ".safetensors")
-        save_file({"pixel_values": inputs["pixel_values"].contiguous(),
-                   # spatialid's safetensors reader takes float tensors; the grid is small integers.
-                   "image_grid_thw": inputs["image_grid_thw"].float().contiguous()}, path)
-        return path
+    def pixel_tensors(cls, inputs, rows=None):
+        # spatialid's safetensors reader takes float tensors; the grid is small integers.
+        return {"pixel_values": inputs["pixel_values"], "image_grid_thw": inputs["image_grid_thw"]}
+
+    def image_token_id(self):
+        return IMAGE_TOKEN_ID
 
     # -- helpers -----------------------------------------------------------
 
-    def cli(self, name, **flags):
-        out = os.path.join(self.dir, name + ".safetensors")
-        args = [CLI, f"--out={out}", "--threads=2"]
-        for k, v in flags.items():
-            args.append(f"--{k}" if v is True else f"--{k}={v}")
-        proc = oracle_lib.run(args)
-        return (load_file(out) if os.path.exists(out) else {}), proc.stdout
+    def forward(self, version, dtype_name, name, positions=None, layers=None, inputs=None, px_file=None, **extra):
+        return self.run_forward(dtype_name, self.positions if positions is None else positions,
+                                self.all_layers() if layers is None else layers, name,
+                                model_dir=self.model_dirs[version], inputs=inputs, px_file=px_file, **extra)
 
-    def cli_json(self, **flags):
-        args = [CLI] + [f"--{k}" if v is True else f"--{k}={v}" for k, v in flags.items()]
-        return json.loads(oracle_lib.run(args).stdout.strip().splitlines()[-1])
-
-    def request(self, name, input_ids, positions, layers):
-        path = os.path.join(self.dir, name + ".json")
-        with open(path, "w") as f:
-            json.dump({"input_ids": input_ids.tolist(), "positions": list(positions), "layers": list(layers)}, f)
-        return path
-
-    def hf_model(self, version, dtype_name):
-        _, model_cls, _ = classes(version)
-        # Loaded in the dtype, as the reference does (RoPE buffers stay fp32).
-        return model_cls.from_pretrained(self.model_dirs[version], dtype=DTYPES[dtype_name]).eval()
+    def before_hf_call(self, model):
+        model.model.rope_deltas = None  # positions come from this call's ids and grids
 
     def fixed_positions(self, version, inputs):
         """get_rope_index with Qwen2.5-VL images at their start (transformers 4.x / the fix)."""
-        model = self.hf_model(version, "float32")
-        model.config.vision_config.tokens_per_second = 1
-        pos, _ = model.model.get_rope_index(inputs["input_ids"], inputs["mm_token_type_ids"],
-                                            image_grid_thw=inputs["image_grid_thw"])
-        return pos
+        key = (version, id(inputs))
+        if key not in self.fixed_cache:
+            model = self.hf_model("float32", self.model_dirs[version])
+            vision = model.config.vision_config
+            saved = getattr(vision, "tokens_per_second", None)
+            vision.tokens_per_second = 1
+            try:
+                pos, _ = model.model.get_rope_index(inputs["input_ids"].to(family_oracle.DEVICE),
+                                                    inputs["mm_token_type_ids"].to(family_oracle.DEVICE),
+                                                    image_grid_thw=inputs["image_grid_thw"].to(family_oracle.DEVICE))
+            finally:
+                vision.tokens_per_second = saved
+            self.fixed_cache[key] = pos.cpu()
+        return self.fixed_cache[key]
 
-    def hf_hidden(self, version, dtype_name, inputs=None, fixed=False, text_ids=None):
-        """transformers' hidden states [layers, batch, seq, hidden], one row at a time as the reference."""
-        key = (version, dtype_name, id(inputs), fixed, text_ids is not None)
-        if key in self.hf_cache:
-            return self.hf_cache[key]
-        model = self.hf_model(version, dtype_name)
-        rows = []
-        with torch.no_grad():
-            if text_ids is not None:
-                out = model(input_ids=text_ids, output_hidden_states=True)
-                rows.append(torch.stack(out.hidden_states)[:, 0])
-            else:
-                inputs = self.inputs if inputs is None else inputs
-                position_ids = self.fixed_positions(version, inputs) if fixed else None
-                patches = [int(g.prod()) for g in inputs["image_grid_thw"]]
-                starts = np.cumsum([0] + patches)
-                images_per_row = len(patches) // inputs["input_ids"].shape[0]
-                for b in range(inputs["input_ids"].shape[0]):
-                    lo, hi = b * images_per_row, (b + 1) * images_per_row
-                    model.model.rope_deltas = None
-                    out = model(input_ids=inputs["input_ids"][b:b + 1],
-                                attention_mask=inputs["attention_mask"][b:b + 1],
-                                mm_token_type_ids=inputs["mm_token_type_ids"][b:b + 1],
-                                pixel_values=inputs["pixel_values"][starts[lo]:starts[hi]].to(DTYPES[dtype_name]),
-                                image_grid_thw=inputs["image_grid_thw"][lo:hi],
-                                position_ids=None if position_ids is None else position_ids[:, b:b + 1],
-                                output_hidden_states=True)
-                    rows.append(torch.stack(out.hidden_states)[:, 0])
-        self.hf_cache[key] = torch.stack(rows, 1)
-        return self.hf_cache[key]
+    def hf_row_kwargs(self, inputs, b, dtype_name, version="qwen2_vl", fixed=False):
+        """Row b as the reference runs it, one image per row; `fixed`: the corrected positions."""
+        patches = [int(g.prod()) for g in inputs["image_grid_thw"]]
+        starts = np.cumsum([0] + patches)
+        images_per_row = len(patches) // inputs["input_ids"].shape[0]
+        lo, hi = b * images_per_row, (b + 1) * images_per_row
+        kw = {"input_ids": inputs["input_ids"][b:b + 1], "attention_mask": inputs["attention_mask"][b:b + 1],
+              "mm_token_type_ids": inputs["mm_token_type_ids"][b:b + 1],
+              "pixel_values": inputs["pixel_values"][starts[lo]:starts[hi]].to(DTYPES[dtype_name]),
+              "image_grid_thw": inputs["image_grid_thw"][lo:hi]}
+        if fixed:
+            kw["position_ids"] = self.fixed_positions(version, inputs)[:, b:b + 1]
+        return kw
 
-    def compare(self, ours, ref, label, rel_bound):
-        """Per hidden state: max |diff| against rel_bound x max |activation|."""
-        self.assertEqual(tuple(ours.shape), tuple(ref.shape), label)
-        worst_abs, worst_rel = 0.0, 0.0
-        for layer in range(ref.shape[0]):
-            diff = float((ours[layer].float() - ref[layer].float()).abs().max())
-            rel = diff / scale_of(ref[layer].float())
-            worst_abs, worst_rel = max(worst_abs, diff), max(worst_rel, rel)
-            self.assertLessEqual(rel, rel_bound, f"{label}: hidden state {layer}: max abs diff {diff:.3e} is "
-                                 f"{rel:.2e} of the scale {scale_of(ref[layer].float()):.3e}")
-        print(f"{label}: worst max-abs diff {worst_abs:.3e}, worst relative {worst_rel:.3e} "
-              f"(bound {rel_bound:.0e}; scale {scale_of(ref.float()):.3e})")
-        return worst_abs, worst_rel
-
-    def forward(self, version, dtype_name, name, positions=None, layers=None, inputs=None, px_file=None,
-                **extra):
-        inputs = self.inputs if inputs is None else inputs
-        positions = self.positions if positions is None else positions
-        layers = list(range(NUM_TEXT_LAYERS + 1)) if layers is None else layers
-        req = self.request(name, inputs["input_ids"], positions, layers)
-        flags = dict(model_dir=self.model_dirs[version], request=req, dtype=dtype_name,
-                     pixels=px_file or self.px_file)
-        flags.update(extra)
-        return self.cli(name, **flags)
+    def qwen_hidden(self, version, dtype_name, inputs=None, fixed=False):
+        return self.hf_hidden(dtype_name, inputs, self.model_dirs[version], version=version, fixed=fixed)
 
     def hf_temporal(self, version):
-        """The CLI flag that matches transformers 5.3.0's own positions."""
+        """The tool flag that matches transformers 5.3.0's own positions."""
         return "transformers5_3" if version == "qwen2_5_vl" else "image_start"
+
+    def extract_model_dirs(self):
+        return [self.model_dirs[v] for v in VISION]
+
+    def recipe_model(self, model_dir):
+        # The extractor gives Qwen2.5-VL image tokens their start as temporal
+        # position (Qwen's code, transformers 4.x); transformers 5.3.0's
+        # forward multiplies it by tokens_per_second (see the file comment),
+        # so the recipe runs with tokens_per_second 1, the corrected positions.
+        if model_dir != self.model_dirs["qwen2_5_vl"]:
+            return super().recipe_model(model_dir)
+        key = ("recipe_model", model_dir)
+        if key not in self.recipe_cache:
+            from transformers import AutoConfig
+            config = AutoConfig.from_pretrained(model_dir)
+            config.vision_config.tokens_per_second = 1
+            self.recipe_cache[key] = self.hf_model("float32", model_dir, config=config)
+        return self.recipe_cache[key]
 
     # -- pixels ------------------------------------------------------------
 
@@ -404,11 +362,13 @@ class QwenVLOracleTest(unittest.TestCase):
 
     def test_position_ids_match_get_rope_index(self):
         for version in VISION:
-            model = self.hf_model(version, "float32")
+            model = self.hf_model("float32", self.model_dirs[version])
             for label, inputs, px in (("batch", self.inputs, self.px_file), ("two images", self.two_inputs,
                                                                             self.two_px_file)):
-                ref, _ = model.model.get_rope_index(inputs["input_ids"], inputs["mm_token_type_ids"],
-                                                    image_grid_thw=inputs["image_grid_thw"])
+                d = family_oracle.DEVICE
+                ref, _ = model.model.get_rope_index(inputs["input_ids"].to(d), inputs["mm_token_type_ids"].to(d),
+                                                    image_grid_thw=inputs["image_grid_thw"].to(d))
+                ref = ref.cpu()
                 req = self.request("pos", inputs["input_ids"], [0], [0])
                 got, _ = self.cli(f"pos_{version}", mode="positions", model_dir=self.model_dirs[version],
                                   request=req, pixels=px, image_temporal="transformers5_3")
@@ -432,10 +392,11 @@ class QwenVLOracleTest(unittest.TestCase):
 
     def test_image_features_match(self):
         for version in VISION:
-            model = self.hf_model(version, "float32")
+            model = self.hf_model("float32", self.model_dirs[version])
             with torch.no_grad():
-                ref = torch.cat(model.model.get_image_features(self.two_inputs["pixel_values"],
-                                                               self.two_inputs["image_grid_thw"]).pooler_output)
+                ref = torch.cat(model.model.get_image_features(
+                    self.two_inputs["pixel_values"].to(family_oracle.DEVICE),
+                    self.two_inputs["image_grid_thw"].to(family_oracle.DEVICE)).pooler_output).cpu()
             got, _ = self.forward(version, "float32", f"feat_{version}", positions=[0], layers=[0],
                                   inputs=self.two_inputs, px_file=self.two_px_file, image_features=True)
             diff = float((got["image_features"] - ref).abs().max())
@@ -447,7 +408,7 @@ class QwenVLOracleTest(unittest.TestCase):
     def check_hidden(self, version, dtype_name):
         got, _ = self.forward(version, dtype_name, f"h_{version}_{dtype_name}",
                               image_temporal=self.hf_temporal(version))
-        ref = self.hf_hidden(version, dtype_name)[:, :, self.positions]
+        ref = self.qwen_hidden(version, dtype_name)[:, :, self.positions]
         return self.compare(got["hidden_states"], ref, f"{version} {dtype_name} (batch 2)", REL_BOUND[dtype_name])
 
     def test_hidden_states_fp32_qwen2_vl(self):
@@ -457,9 +418,9 @@ class QwenVLOracleTest(unittest.TestCase):
         self.check_hidden("qwen2_5_vl", "float32")
         # The default positions against transformers given the corrected ones.
         got, _ = self.forward("qwen2_5_vl", "float32", "h_fixed")
-        ref = self.hf_hidden("qwen2_5_vl", "float32", fixed=True)[:, :, self.positions]
+        ref = self.qwen_hidden("qwen2_5_vl", "float32", fixed=True)[:, :, self.positions]
         self.compare(got["hidden_states"], ref, "qwen2_5_vl float32, image-start positions", REL_BOUND["float32"])
-        quirk = self.hf_hidden("qwen2_5_vl", "float32")[:, :, self.positions]
+        quirk = self.qwen_hidden("qwen2_5_vl", "float32")[:, :, self.positions]
         gap = float((quirk[-1] - ref[-1]).abs().max())
         print(f"qwen2_5_vl: transformers 5.3.0 vs corrected positions change the last hidden state by {gap:.3e}")
         self.assertGreater(gap, 1e-3)
@@ -476,85 +437,49 @@ class QwenVLOracleTest(unittest.TestCase):
         for version in VISION:
             got, _ = self.forward(version, "float32", f"two_{version}", positions=positions, inputs=self.two_inputs,
                                   px_file=self.two_px_file, image_temporal=self.hf_temporal(version))
-            ref = self.hf_hidden(version, "float32", inputs=self.two_inputs)[:, :, positions]
+            ref = self.qwen_hidden(version, "float32", inputs=self.two_inputs)[:, :, positions]
             self.compare(got["hidden_states"], ref, f"{version} fp32, two images of two sizes", REL_BOUND["float32"])
 
     def test_text_only_forward(self):
-        text_msgs = [{"role": "user", "content": [{"type": "text", "text": PROMPT_TEXT}]}]
-        prompt = self.processor.apply_chat_template(text_msgs, add_generation_prompt=True)
-        text_ids = self.processor.tokenizer(prompt, return_tensors="pt")["input_ids"]
+        text_ids = self.text_prompt_ids()
         n = text_ids.shape[1]
-        positions = [0, n // 2, n - 1]
         for version in VISION:
-            req = self.request("text", text_ids, positions, range(NUM_TEXT_LAYERS + 1))
-            got, _ = self.cli(f"text_{version}", model_dir=self.model_dirs[version], request=req,
-                              dtype="float32", text_only=True)
-            ref = self.hf_hidden(version, "float32", text_ids=text_ids)[:, :, positions]
-            self.compare(got["hidden_states"], ref, f"{version} text-only fp32", REL_BOUND["float32"])
+            self.check_text_only(text_ids, [0, n // 2, n - 1], model_dir=self.model_dirs[version],
+                                 label=f"{version} text-only fp32")
 
     def test_stopping_early_changes_nothing(self):
-        version = "qwen2_5_vl"
-        full, _ = self.forward(version, "float32", "full")
-        frog = self.targets["frog"]
-        cases = [([frog], [0, 2]), ([frog, self.positions[1]], [1]), ([self.positions[1]], [NUM_TEXT_LAYERS])]
-        worst = 0.0
-        for positions, layers in cases:
-            part, _ = self.forward(version, "float32", "part", positions=positions, layers=layers)
-            cols = [self.positions.index(p) for p in positions]
-            expect = full["hidden_states"][layers][:, :, cols]
-            worst = max(worst, float((part["hidden_states"] - expect).abs().max()) / scale_of(expect))
-        print(f"early stop vs full forward: worst relative diff {worst:.3e}")
-        self.assertLessEqual(worst, 1e-5)
+        self.check_early_stop(self.early_stop_cases(), model_dir=self.model_dirs["qwen2_5_vl"])
 
     def test_cpp_pixels_end_to_end(self):
         """Images -> C++ processor -> forward equals transformers' processor -> model."""
         version = "qwen2_5_vl"
-        req = self.request("e2e", self.inputs["input_ids"], self.positions, [0, NUM_TEXT_LAYERS])
-        got, _ = self.cli("e2e", model_dir=self.model_dirs[version], request=req, dtype="float32",
-                          images=f"{self.images['grid0']},{self.images['grid1']}", image_temporal="transformers5_3")
+        got = self.check_cpp_pixels(model_dir=self.model_dirs[version], image_temporal="transformers5_3")
         self.assertTrue(torch.equal(got["pixel_values"], self.inputs["pixel_values"]))
         self.assertEqual(got["image_grid_thw"].tolist(), self.inputs["image_grid_thw"].tolist())
-        ref = self.hf_hidden(version, "float32")[[0, NUM_TEXT_LAYERS]][:, :, self.positions]
-        self.compare(got["hidden_states"], ref, "end to end fp32", REL_BOUND["float32"])
+
+    def hf_hidden(self, dtype_name, inputs=None, model_dir=None, text_ids=None, model=None, **row_options):
+        if text_ids is None and model_dir is not None and "version" not in row_options:
+            row_options["version"] = next(v for v, d in self.model_dirs.items() if d == model_dir)
+        return super().hf_hidden(dtype_name, inputs, model_dir, text_ids, model, **row_options)
+
+    def test_planned_forward_matches_plain_and_transformers(self):
+        # M-RoPE positions after a prefix cache; Qwen2.5-VL in transformers 5.3's numbering.
+        for version in VISION:
+            self.check_planned(model_dir=self.model_dirs[version], label=f" {version}",
+                               image_temporal=self.hf_temporal(version))
 
     # -- checkpoints and configs ---------------------------------------------
 
     def test_checkpoint_naming_schemes(self):
-        version = "qwen2_vl"
-        model_dir = self.model_dirs[version]
-        weights = load_file(os.path.join(model_dir, "model.safetensors"))
+        weights = self.check_naming_schemes(
+            renames={
+                "module": [("model.", "model.language_model."), ("visual.", "model.visual.")],
+                "bare": [("model.", "language_model."), ("lm_head.", None)],
+            },
+            missing=["visual.blocks.1.attn.qkv.bias"],
+            needles="missing (visual.blocks.1.attn.qkv.bias)")
         self.assertIn("model.embed_tokens.weight", weights, "save_pretrained naming changed")
         self.assertIn("visual.merger.mlp.0.weight", weights)
-        renames = {
-            "module": [("model.", "model.language_model."), ("visual.", "model.visual.")],
-            "bare": [("model.", "language_model."), ("lm_head.", None)],
-        }
-        req = self.request("names", self.inputs["input_ids"], self.positions, [1, NUM_TEXT_LAYERS])
-        base, _ = self.cli("names_hub", model_dir=model_dir, request=req, pixels=self.px_file)
-        for scheme, rules in renames.items():
-            folder = os.path.join(self.dir, f"ckpt_{scheme}")
-            shutil.rmtree(folder, ignore_errors=True)
-            shutil.copytree(model_dir, folder)
-            renamed = {}
-            for k, v in weights.items():
-                for old, new in rules:
-                    if k.startswith(old):
-                        k = None if new is None else new + k[len(old):]
-                        break
-                if k is not None:
-                    renamed[k] = v
-            save_file(renamed, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
-            got, _ = self.cli(f"names_{scheme}", model_dir=folder, request=req, pixels=self.px_file)
-            self.assertTrue(torch.equal(got["hidden_states"], base["hidden_states"]), scheme)
-        folder = os.path.join(self.dir, "ckpt_missing")
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(model_dir, folder)
-        broken = dict(weights)
-        del broken["visual.blocks.1.attn.qkv.bias"]
-        save_file(broken, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("missing", model_dir=folder, request=req, pixels=self.px_file)
-        self.assertIn("missing (visual.blocks.1.attn.qkv.bias)", str(ctx.exception))
 
     def test_released_configs_resolve_like_transformers(self):
         """config.json as the Qwen hub repos spell it (text keys at the top level, rope_scaling mrope)."""
@@ -592,10 +517,7 @@ class QwenVLOracleTest(unittest.TestCase):
                                                vision_config=dict(qwen25_vision, out_hidden_size=2048))),
         }
         for name, (config_cls, cfg) in configs.items():
-            folder = os.path.join(self.dir, f"real_config_{name}")
-            os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, "config.json"), "w") as f:
-                json.dump(cfg, f)
+            folder = self.write_config(f"real_config_{name}", cfg)
             ours = self.cli_json(mode="config", model_dir=folder)
             hf = config_cls.from_pretrained(folder)
             t, v = hf.text_config, hf.vision_config
@@ -622,51 +544,25 @@ class QwenVLOracleTest(unittest.TestCase):
         ids = self.inputs["input_ids"].clone()
         ids[:, self.positions[1]] = 30  # one image token fewer
         req = self.request("bad", ids, [0], [0])
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("bad", model_dir=self.model_dirs[version], request=req, pixels=self.px_file)
-        self.assertIn("the ids hold 174 image tokens", str(ctx.exception))
+        self.cli_error("bad", "the ids hold 174 image tokens", model_dir=self.model_dirs[version], request=req,
+                       pixels=self.px_file)
         req = self.request("bad2", self.inputs["input_ids"], [self.inputs["input_ids"].shape[1]], [0])
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("bad2", model_dir=self.model_dirs[version], request=req, pixels=self.px_file)
-        self.assertIn("outside the sequence", str(ctx.exception))
+        self.cli_error("bad2", "outside the sequence", model_dir=self.model_dirs[version], request=req,
+                       pixels=self.px_file)
         # A Qwen2.5-VL folder labelled Qwen2-VL: its vision config gives it away.
-        other = os.path.join(self.dir, "mislabelled")
-        shutil.rmtree(other, ignore_errors=True)
-        shutil.copytree(self.model_dirs["qwen2_5_vl"], other)
-        with open(os.path.join(other, "config.json")) as f:
-            cfg = json.load(f)
-        cfg["model_type"] = "qwen2_vl"
-        with open(os.path.join(other, "config.json"), "w") as f:
-            json.dump(cfg, f)
-        with self.assertRaises(AssertionError) as ctx:
-            self.cli("other", model_dir=other, request=req, pixels=self.px_file)
-        self.assertIn("vision_config.model_type", str(ctx.exception))
+        self.check_other_family_refused("qwen2_vl", "vision_config.model_type", model_dir=self.model_dirs["qwen2_5_vl"],
+                                        request=req, pixels=self.px_file)
 
     # -- speed (reported, not asserted) -------------------------------------
 
     def test_zz_throughput_report(self):
         """Rough CPU throughput, batch 1: transformers' full forward vs spatialid's."""
         version = "qwen2_5_vl"
-        model = self.hf_model(version, "float32")
         one = {k: v[:1] for k, v in self.inputs.items() if k != "pixel_values"}
         one["pixel_values"] = self.inputs["pixel_values"][:88 * 4]
         one["image_grid_thw"] = self.inputs["image_grid_thw"][:1]
-        reps = 5
-        with torch.no_grad():
-            model(**one, output_hidden_states=True)
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                model.model.rope_deltas = None
-                model(**one, output_hidden_states=True)
-            hf = (time.perf_counter() - t0) / reps
-        px1 = self.save_pixels("pixels1", one)
-        req = self.request("speed", one["input_ids"], [self.targets["frog"]], list(range(NUM_TEXT_LAYERS + 1)))
-        _, stdout = self.cli("speed", model_dir=self.model_dirs[version], request=req, dtype="float32",
-                             pixels=px1, repeat=reps)
-        ours = float(stdout.split("forward_seconds=")[1].split()[0])
-        print(f"throughput (tiny Qwen2.5-VL, CPU, 2 threads): transformers {1 / hf:.1f} images/s, "
-              f"spatialid {1 / ours:.1f} images/s, ratio {hf / ours:.2f}x")
-        self.assertGreater(ours, 0.0)
+        self.check_throughput(one, one["input_ids"], self.save_pixels("pixels1", one),
+                              model_dir=self.model_dirs[version], label="tiny Qwen2.5-VL")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,21 @@ Python scripts compute): one image per forward, batch size 1, eager,
 of ' ' + word, first occurrence" rule, then compute_id (per-A-folder
 mean-centring, averaged over A folders), average_id (universal) and
 compute_axes (y2 starting at y1 by default). spatialid's end-to-end tests
-compare its files against this, and the benchmark harness times it as the
-reference recipe.
+compare its files against this, the family oracles
+(tests/python/family_oracle.py) compare each family's extractor against its
+prompt and target rows, and the benchmark harness times it as the reference
+recipe.
+
+Two options spatialid offers beyond the paper, so they can be checked here
+too: `bos="chat_template"` tokenizes as apply_chat_template(tokenize=True)
+does (no second BOS when the template writes one; the paper's processor call
+always adds one), and `pooling="mean_of_subtokens"` averages the rows of the
+word's sub-tokens (their first run in the prompt, fp32 mean) instead of
+taking the last sub-token's.
 
 Usage:
   spatial_id_reference.py grid  --model_dir D --images D --out D --model NAME [--dtype float32]
+                                [--pooling last_subtoken|mean_of_subtokens]
   spatial_id_reference.py batch --model_dir D --images D --out D --model NAME [--pairs a_b,...]
 """
 import argparse
@@ -64,66 +74,119 @@ def load(model_dir, dtype, device="cpu"):
     return processor, model.to(device).eval()
 
 
+POOLINGS = ("last_subtoken", "mean_of_subtokens")
+
+
 def target_token(tokenizer, word):
     return tokenizer.tokenize(" " + word)[-1]
 
 
-def target_positions(tokenizer, input_ids, words):
-    tokens = tokenizer.convert_ids_to_tokens(input_ids)
-    positions = {}
-    for w in words:
-        t = target_token(tokenizer, w)
-        positions[w] = tokens.index(t) if t in tokens else None
-    return positions
+def word_positions(tokenizer, input_ids, word, pooling="last_subtoken"):
+    """The prompt positions standing for `word`, or None when it is absent:
+    the first occurrence of the last sub-token of " " + word (the paper's
+    rule), or the first run of all its sub-tokens (mean_of_subtokens)."""
+    if pooling == "last_subtoken":
+        tokens = tokenizer.convert_ids_to_tokens(input_ids)
+        t = target_token(tokenizer, word)
+        return [tokens.index(t)] if t in tokens else None
+    if pooling != "mean_of_subtokens":
+        raise ValueError(f"pooling {pooling!r}: expected one of {POOLINGS}")
+    sub = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+    for i in range(len(input_ids) - len(sub) + 1):
+        if list(input_ids[i:i + len(sub)]) == sub:
+            return list(range(i, i + len(sub)))
+    return None
 
 
-def image_inputs(processor, prompt, image):
+def pool(states, positions):
+    """states [..., seq, hidden] at `positions`: the row itself, or the mean
+    of several in fp32, back in the states' dtype."""
+    rows = states[..., positions, :]
+    if len(positions) == 1:
+        return rows[..., 0, :]
+    return rows.float().mean(-2).to(states.dtype)
+
+
+def target_positions(tokenizer, input_ids, words, pooling="last_subtoken"):
+    return {w: word_positions(tokenizer, input_ids, w, pooling) for w in words}
+
+
+def _processor_kwargs(processor, text, bos):
+    """processor(text=...) adds special tokens; apply_chat_template(tokenize=True)
+    does not when the rendered text already starts with the BOS token."""
+    if bos == "processor":
+        return {}
+    if bos != "chat_template":
+        raise ValueError(f"bos {bos!r}: expected processor or chat_template")
+    bos_token = processor.tokenizer.bos_token
+    return {"add_special_tokens": False} if bos_token is not None and text.startswith(bos_token) else {}
+
+
+def image_inputs(processor, prompt, image, bos="processor", **template_kwargs):
+    """`template_kwargs` go to the chat template (a fixed strftime_now for a test)."""
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True)
-    return processor(images=image, text=text, return_tensors="pt")
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, **template_kwargs)
+    return processor(images=image, text=text, return_tensors="pt", **_processor_kwargs(processor, text, bos))
 
 
-def text_inputs(processor, prompt):
+def text_inputs(processor, prompt, bos="processor", **template_kwargs):
     messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True)
-    return processor(text=text, return_tensors="pt")
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, **template_kwargs)
+    return processor(text=text, return_tensors="pt", **_processor_kwargs(processor, text, bos))
 
 
-@torch.no_grad()
-def hidden_rows(model, processor, inputs, words, layers, device="cpu"):
-    """{layer: {word: vector}} at each word's target position."""
+def model_inputs(model, inputs, device="cpu"):
+    """The processor's outputs on the device, floating ones in the model dtype."""
     inputs = inputs.to(device)
     for k, v in inputs.items():
         if torch.is_floating_point(v):
             inputs[k] = v.to(model.dtype)
+    return inputs
+
+
+@torch.no_grad()
+def hidden_rows(model, processor, inputs, words, layers, device="cpu", poolings=("last_subtoken",)):
+    """{layer: {word: vector}} at each word's target position; with several
+    poolings, {pooling: that} from the one forward."""
+    inputs = model_inputs(model, inputs, device)
     out = model(**inputs, output_hidden_states=True)
-    pos = target_positions(processor.tokenizer, inputs["input_ids"][0].tolist(), words)
+    ids = inputs["input_ids"][0].tolist()
     hs = out.hidden_states
-    res = {}
-    for layer in (layers if layers is not None else range(len(hs))):
-        res[layer] = {w: (hs[layer][0, p].cpu() if p is not None else None) for w, p in pos.items()}
-    return res
+    per_pooling = {}
+    for pooling in poolings:
+        pos = target_positions(processor.tokenizer, ids, words, pooling)
+        res = {}
+        for layer in (layers if layers is not None else range(len(hs))):
+            res[layer] = {w: (pool(hs[layer][0], p).cpu() if p is not None else None) for w, p in pos.items()}
+        per_pooling[pooling] = res
+    return per_pooling if len(poolings) > 1 else per_pooling[poolings[0]]
 
 
-def extract_pair(model, processor, pair_dir, prompt, words, layers=None, progress=None):
-    """e[layer][token][a_pos][(x, y, s)] = vector, token = the tokenizer's string."""
+def extract_pair(model, processor, pair_dir, prompt, words, layers=None, progress=None, poolings=None):
+    """e[layer][token][a_pos][(x, y, s)] = vector, token = the tokenizer's string
+    (the last sub-token's, whatever the pooling); with `poolings` (several),
+    {pooling: e} from one forward per image."""
     from PIL import Image
     tok = processor.tokenizer
     names = {w: target_token(tok, w) for w in words}
-    e = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    wanted = tuple(poolings or ("last_subtoken",))
+    es = {p: defaultdict(lambda: defaultdict(lambda: defaultdict(dict))) for p in wanted}
     for i, (a_pos, key, path) in enumerate(list_pair_images(pair_dir)):
         image = Image.open(path).convert("RGB")
         rows = hidden_rows(model, processor, image_inputs(processor, prompt, image), words, layers,
-                           model.device)
-        for layer, per_word in rows.items():
-            for w, vec in per_word.items():
-                if vec is None:
-                    print(f"warning: {names[w]!r} not in the prompt", file=sys.stderr)
-                    continue
-                e[layer][names[w]][a_pos][key] = vec
+                           model.device, poolings=wanted)
+        if len(wanted) == 1:
+            rows = {wanted[0]: rows}
+        for pooling, per_layer in rows.items():
+            for layer, per_word in per_layer.items():
+                for w, vec in per_word.items():
+                    if vec is None:
+                        print(f"warning: {names[w]!r} not in the prompt", file=sys.stderr)
+                        continue
+                    es[pooling][layer][names[w]][a_pos][key] = vec
         if progress:
             progress(i)
-    return e
+    return es if poolings else es["last_subtoken"]
 
 
 # --- the recipe -------------------------------------------------------------------
@@ -199,6 +262,7 @@ def main():
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--pairs", default="", help="comma-separated a_b folders (default: all)")
     ap.add_argument("--strict_axes", action="store_true")
+    ap.add_argument("--pooling", default="last_subtoken", choices=POOLINGS)
     args = ap.parse_args()
 
     processor, model = load(args.model_dir, args.dtype)
@@ -214,7 +278,8 @@ def main():
             prompt, words = GRID_PROMPT, GRID_TARGETS
         else:
             prompt, words = batch_prompt(a, b)
-        e = extract_pair(model, processor, os.path.join(args.images, pair), prompt, words)
+        e = extract_pair(model, processor, os.path.join(args.images, pair), prompt, words,
+                         poolings=[args.pooling])[args.pooling]
         n_images += len(list_pair_images(os.path.join(args.images, pair)))
         ids = compute_id(e)
         pair_ids.append(ids)
@@ -227,7 +292,7 @@ def main():
         ax, ay = compute_axes(ids, strict=args.strict_axes)
         words = GRID_TARGETS
         rows = hidden_rows(model, processor, text_inputs(processor, GRID_PROMPT), ["left", "right"], None,
-                           model.device)
+                           model.device, poolings=[args.pooling])
         tok = processor.tokenizer
         text = {layer: {target_token(tok, w): v for w, v in per.items() if v is not None}
                 for layer, per in rows.items()}
