@@ -7,7 +7,7 @@ second copy of a model maker:
         real tokenizer files and processor settings at tiny widths), or
         tools/make_tiny_llava.py for LLaVA's test/default/bench sizes;
   full  (--size=full)  the real config.json of --alias from
-        tools/real_models/<alias>/ (MODELS.md's facts, as the Hub spells them);
+        tools/real_models/<alias>/ (docs/model_facts.md's facts, as the Hub spells them);
         the tokenizer, chat template and processor files come from the tiny
         maker of the same family, with the processor's image geometry set to
         the real one (Mllama's 560 px tiles, Gemma 3's 896 px and 256 tokens);
