@@ -13,7 +13,7 @@ import unittest
 import oracle_lib
 
 BINARIES = ["small_id_grid", "batch_extraction", "merge_shards", "fig5", "grid_data",
-            "extraction_data", "tokenize"]
+            "extraction_data", "tokenize", "compose_extractor"]
 FLAG_DEF = re.compile(r"\bABSL_FLAG\(\s*[^,]+?,\s*(\w+)\s*,")
 LOCAL_INCLUDE = re.compile(r'^#include "examples/(\w+)\.h"', re.M)
 
@@ -92,6 +92,10 @@ class HelpTest(unittest.TestCase):
 
     def test_tokenize(self):
         self.check_help("tokenize")
+
+    def test_compose_extractor(self):
+        flags = self.check_help("compose_extractor")
+        self.assertIn("pooling", flags)
 
     def test_help_lists_no_library_flags(self):
         # Only the binary's own flags: abseil's --flagfile and friends stay in --helpfull.

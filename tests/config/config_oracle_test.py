@@ -428,8 +428,8 @@ class ConfigOracleTest(unittest.TestCase):
             ({"model_type": "llava", "vision_feature_select_strategy": "cls"},
              "vision_feature_select_strategy: expected \"default\" or \"full\""),
             ({"text_config": {}}, "config.json: model_type: required field is missing"),
-            ({"model_type": "bert"}, "model_type \"bert\" is not supported (supported: llava, internvl, "
-                                     "qwen2_vl, qwen2_5_vl, gemma3, mllama)"),
+            ({"model_type": "bert"}, "model_type \"bert\" is not supported (supported: llava, qwen2_vl, "
+                                     "qwen2_5_vl, mllama, internvl, gemma3)"),
             ([1, 2], "config.json: expected a JSON object, got [1,2]"),
             ({"model_type": "gemma3", "text_config": {"layer_types": ["full_attention"]}},
              "text_config.layer_types: 1 entries but num_hidden_layers is 26"),
