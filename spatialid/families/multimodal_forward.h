@@ -165,11 +165,6 @@ struct ImageTokenCount {
   }
 };
 
-// The per-prompt context of a causal decoder over positions 0..S-1 (LLaVA,
-// InternVL): RoPE of the rows that run.
-struct RopeContext {
-  nn::CosSin cos_sin;
-};
 
 // Everything a forward of one prompt needs that does not change from batch
 // to batch. `LayerContext` is the family's (positions, masks, ...).

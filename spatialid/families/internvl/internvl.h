@@ -66,6 +66,7 @@
 #include "absl/strings/str_cat.h"
 #include "spatialid/families/internvl/config.h"
 #include "spatialid/config/processor_config.h"
+#include "spatialid/families/causal_text_layers.h"
 #include "spatialid/families/config_adapters.h"
 #include "spatialid/families/family.h"
 #include "spatialid/families/hidden_states.h"
@@ -248,7 +249,8 @@ class InternVLProcessor {
 // Model.
 
 class InternVLModel
-    : public MultimodalForward<InternVLModel, InternVLPixels, RopeContext> {
+    : public MultimodalForward<InternVLModel, InternVLPixels, RopeContext>,
+      public CausalTextLayers<InternVLPixels> {
  public:
   // Loads config.json and the weights; `options.dtype` unset means the
   // config's dtype (fp32 if it names none).
@@ -315,7 +317,8 @@ class InternVLModel
   // InternVLMultiModalProjector's nn.LayerNorm keeps torch's default eps.
   static constexpr double kProjectorLayerNormEps = 1e-5;
 
-  // --- MultimodalForward hooks (families/multimodal_forward.h) ---
+  // --- MultimodalForward hooks (families/multimodal_forward.h); the layer
+  // hooks are CausalTextLayers' ---
 
   static constexpr std::string_view kName = "InternVL";
   static constexpr bool kFeaturesReplaceImageTokens = true;
@@ -362,30 +365,15 @@ class InternVLModel
     return projector_(projector_norm_(x));
   }
 
-  RopeContext PrepareLayers(const TokenLayout& tokens, const InternVLPixels* /*pixels*/,
-                            int64_t past, int64_t length) const {
-    return {text_.RotaryFor(past, length, tokens.seq_len(), dtype_)};
-  }
-
-  at::Tensor RunLayer(int64_t i, const at::Tensor& x, const RopeContext& context,
-                      const at::Tensor& /*image_features: merged*/,
-                      const nn::ExtendedCall& call) const {
-    return text_.RunCausalLayer(i, x, context.cos_sin, call);
-  }
-
-  at::Tensor FinalNorm(const at::Tensor& x) const { return text_.FinalNorm(x); }
-
  private:
   InternVLModel() = default;
 
   InternVLConfig config_;
   int64_t tokens_per_patch_ = 0;
-  at::ScalarType dtype_ = at::kFloat;
   at::Device device_ = at::kCPU;
   InternVisionTower vision_;
   nn::LayerNorm projector_norm_;
   nn::Mlp projector_;
-  nn::TextDecoder text_;
 };
 
 // ---------------------------------------------------------------------------

@@ -61,6 +61,7 @@
 #include "absl/strings/str_cat.h"
 #include "spatialid/families/llava/config.h"
 #include "spatialid/config/processor_config.h"
+#include "spatialid/families/causal_text_layers.h"
 #include "spatialid/families/config_adapters.h"
 #include "spatialid/families/family.h"
 #include "spatialid/families/forward_plan.h"
@@ -171,7 +172,8 @@ using LlavaProcessor = ImagePixelsProcessor<vision::ClipImageProcessor>;
 // ---------------------------------------------------------------------------
 // Model.
 
-class LlavaModel : public MultimodalForward<LlavaModel, LlavaPixels, RopeContext> {
+class LlavaModel : public MultimodalForward<LlavaModel, LlavaPixels, RopeContext>,
+                   public CausalTextLayers<LlavaPixels> {
  public:
   // Loads config.json and the weights; `options.dtype` unset means the
   // config's dtype (fp32 if it names none).
@@ -237,7 +239,8 @@ class LlavaModel : public MultimodalForward<LlavaModel, LlavaPixels, RopeContext
 
   static constexpr char kImageToken[] = "<image>";
 
-  // --- MultimodalForward hooks (families/multimodal_forward.h) ---
+  // --- MultimodalForward hooks (families/multimodal_forward.h); the layer
+  // hooks are CausalTextLayers' ---
 
   static constexpr std::string_view kName = "LLaVA";
   static constexpr bool kFeaturesReplaceImageTokens = true;
@@ -270,29 +273,14 @@ class LlavaModel : public MultimodalForward<LlavaModel, LlavaPixels, RopeContext
     return projector_(features);
   }
 
-  RopeContext PrepareLayers(const TokenLayout& tokens, const LlavaPixels* /*pixels*/, int64_t past,
-                            int64_t length) const {
-    return {text_.RotaryFor(past, length, tokens.seq_len(), dtype_)};
-  }
-
-  at::Tensor RunLayer(int64_t i, const at::Tensor& x, const RopeContext& context,
-                      const at::Tensor& /*image_features: merged*/,
-                      const nn::ExtendedCall& call) const {
-    return text_.RunCausalLayer(i, x, context.cos_sin, call);
-  }
-
-  at::Tensor FinalNorm(const at::Tensor& x) const { return text_.FinalNorm(x); }
-
  private:
   LlavaModel() = default;
 
   LlavaConfig config_;
   int64_t tokens_per_image_ = 0;
-  at::ScalarType dtype_ = at::kFloat;
   at::Device device_ = at::kCPU;
   ClipVisionTower vision_;
   nn::Mlp projector_;
-  nn::TextDecoder text_;
 };
 
 // ---------------------------------------------------------------------------
