@@ -37,13 +37,13 @@ TARGETS=(
   "fig5=examples/fig5.cc stb"
   # What the build's libtorch offers for CUDA (tools/gpu_check.sh runs it first).
   "device_probe=tools/device_probe.cc"
-  # The per-family forward tools the oracle tests drive (tests/families/).
-  "llava_forward_cli=tests/families/llava_forward_cli.cc stb"
-  "qwen2_vl_forward_cli=tests/families/qwen2_vl_forward_cli.cc stb"
-  "mllama_forward_cli=tests/families/mllama_forward_cli.cc stb"
-  "internvl_forward_cli=tests/families/internvl_forward_cli.cc stb"
-  "gemma3_forward_cli=tests/families/gemma3_forward_cli.cc stb"
 )
+# The per-family forward tools the oracle tests drive: every
+# tests/families/<family>_forward_cli.cc, so a new family needs no entry here.
+for tool_source in "$repo"/tests/families/*_forward_cli.cc; do
+  tool=$(basename "$tool_source" .cc)
+  TARGETS+=("$tool=tests/families/$tool.cc stb")
+done
 SHARED_UNITS=(
   "experiment_main=examples/experiment_main.cc"
   "stb=third_party/stb/stb_impl.cc"

@@ -36,9 +36,16 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 # --- what gets run: edit these lists -------------------------------------------------
-FORWARD_TOOLS=(llava_forward_cli qwen2_vl_forward_cli mllama_forward_cli internvl_forward_cli gemma3_forward_cli)
 BINARIES=(small_id_grid batch_extraction grid_data extraction_data merge_shards fig5 device_probe)
-ORACLES=(llava qwen2_vl mllama internvl gemma3)
+# Every family's oracle and forward tool (tests/families/<family>_oracle_test.py
+# and <family>_forward_cli.cc): a new family is found without an entry here.
+ORACLES=()
+FORWARD_TOOLS=()
+for oracle_test in tests/families/*_oracle_test.py; do
+  family=$(basename "$oracle_test" _oracle_test.py)
+  ORACLES+=("$family")
+  FORWARD_TOOLS+=("${family}_forward_cli")
+done
 MODELS=(llava-7b qwen-7b internvl-8b gemma-12b llama-11b)
 ORACLE_SHARE=0.35
 
