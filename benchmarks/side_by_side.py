@@ -358,7 +358,7 @@ def worker_transformers(args):
                         if torch.is_floating_point(v):
                             inputs[key] = v.to(dtype)
                     hidden = inner(**inputs, output_hidden_states=True).hidden_states
-                    cols = [positions[w] for w in words]
+                    cols = [positions[w][0] for w in words]  # last_subtoken: one position each
                     rows = torch.stack([h[:, cols] for h in hidden]).cpu()  # [layers, batch, words, hidden]
                     for i, (a_pos, key, _) in enumerate(batch):
                         for layer in range(rows.shape[0]):
@@ -395,7 +395,7 @@ def prompt_geometry(model_dir, image_png):
         geom["tiles"] = int(inputs["aspect_ratio_mask"].sum())
     elif inputs["pixel_values"].dim() == 4:
         geom["tiles"] = int(inputs["pixel_values"].shape[0])
-    return ref.target_positions(processor.tokenizer, ids, words)[words[0]] + 1, len(ids), geom
+    return ref.target_positions(processor.tokenizer, ids, words)[words[0]][0] + 1, len(ids), geom
 
 
 def dense(tokens, d, inter, gated=False):

@@ -219,7 +219,7 @@ def worker_inputs(model_dir, image, out_dir, layers):
     positions = ref.target_positions(processor.tokenizer, ids, words)
     save_file({"pixel_values": inputs["pixel_values"].float().contiguous()}, os.path.join(out_dir, "pixels.safetensors"))
     with open(os.path.join(out_dir, "request.json"), "w") as f:
-        json.dump({"input_ids": [ids], "positions": [positions[w] for w in words], "layers": layers}, f)
+        json.dump({"input_ids": [ids], "positions": [positions[w][0] for w in words], "layers": layers}, f)
     print(json.dumps({"sequence": len(ids), "positions": positions}))
 
 
