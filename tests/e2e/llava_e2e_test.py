@@ -120,17 +120,24 @@ class LlavaEndToEnd(unittest.TestCase):
         return ["--model=llava-7b", f"--model_dir={self.model_dir}", "--dtype=float32", "--quiet",
                 "--batch_size=5"]
 
+    def compare_grid_outputs(self, out, pooling):
+        """small_id_grid's four files in `out` (IDs, x and y axes, text
+        embeddings) against the recipe with `pooling`; returns the IDs."""
+        label = "" if pooling == "last_subtoken" else ", " + pooling
+        ids = ref.compute_id(self.grid_es[pooling])
+        compare_files(self, os.path.join(out, "tiny.pt"), ids, "grid IDs" + label)
+        ax, ay = ref.compute_axes(ids)
+        compare_files(self, os.path.join(out, "tiny_x.pt"), ax, "grid x axis" + label, scale_from=ids)
+        compare_files(self, os.path.join(out, "tiny_y.pt"), ay, "grid y axis" + label, scale_from=ids)
+        tok = self.processor.tokenizer
+        text = {layer: {ref.target_token(tok, w): v for w, v in per.items()}
+                for layer, per in self.text_rows[pooling].items()}
+        compare_files(self, os.path.join(out, "tiny_text.pt"), text, "text embeddings" + label)
+        return ids
+
     def test_grid_experiment_matches_reference(self):
         out = self.grid_out
-        ids = ref.compute_id(self.grid_e)
-        compare_files(self, os.path.join(out, "tiny.pt"), ids, "grid IDs")
-        ax, ay = ref.compute_axes(ids)
-        compare_files(self, os.path.join(out, "tiny_x.pt"), ax, "grid x axis", scale_from=ids)
-        compare_files(self, os.path.join(out, "tiny_y.pt"), ay, "grid y axis", scale_from=ids)
-        rows = self.text_rows["last_subtoken"]
-        tok = self.processor.tokenizer
-        text = {layer: {ref.target_token(tok, w): v for w, v in per.items()} for layer, per in rows.items()}
-        compare_files(self, os.path.join(out, "tiny_text.pt"), text, "text embeddings")
+        self.compare_grid_outputs(out, "last_subtoken")
         # Every hidden state is kept by default: layers 0..num_layers.
         self.assertEqual(sorted(torch.load(os.path.join(out, "tiny.pt"), weights_only=True).keys()),
                          list(range(self.model.config.text_config.num_hidden_layers + 1)))
@@ -223,15 +230,8 @@ class LlavaEndToEnd(unittest.TestCase):
         out = os.path.join(self.tmp, "grid_mean")
         oracle_lib.run([SMALL_ID_GRID, *self.common_flags(), f"--images={self.grid_images}",
                         f"--out={out}", "--name=tiny", "--pooling=mean_of_subtokens"])
-        ids = ref.compute_id(self.grid_es["mean_of_subtokens"])
-        compare_files(self, os.path.join(out, "tiny.pt"), ids, "grid IDs, mean_of_subtokens")
-        ax, ay = ref.compute_axes(ids)
-        compare_files(self, os.path.join(out, "tiny_x.pt"), ax, "grid x axis, mean_of_subtokens", scale_from=ids)
-        compare_files(self, os.path.join(out, "tiny_y.pt"), ay, "grid y axis, mean_of_subtokens", scale_from=ids)
-        rows = self.text_rows["mean_of_subtokens"]
+        ids = self.compare_grid_outputs(out, "mean_of_subtokens")
         tok = self.processor.tokenizer
-        text = {layer: {ref.target_token(tok, w): v for w, v in per.items()} for layer, per in rows.items()}
-        compare_files(self, os.path.join(out, "tiny_text.pt"), text, "text embeddings, mean_of_subtokens")
         # " frog" is two sub-tokens: the two poolings must give different IDs,
         # or this check could not tell them apart.
         frog = ref.target_token(tok, "frog")
